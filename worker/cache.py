@@ -1,0 +1,154 @@
+"""The machine's dataset cache: a dataset crosses the network once per machine.
+
+Points are cached by dataset id and version (the protocol's promise: the
+version changes whenever any point does; a server that sends no version
+promises the points of an id never change). Each key is one JSON file,
+written by temporary file + fsync + rename, so a reader sees a whole file or
+none. A per-key ``flock`` makes the worker processes of a machine fetch a
+missing dataset once: the others wait for the lock and then read the file.
+A small in-process memo saves re-reading and re-parsing the file for every
+job on the same dataset.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from worker.files import lock_file, locked, replace_durably
+
+__all__ = ["DatasetCache", "Points"]
+
+Points = list[dict[str, Any]]
+
+_SAFE_VERSION = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_log = structlog.get_logger(__name__)
+
+
+class DatasetCache:
+    """Points of datasets, on disk under ``cache_dir/datasets/``, shared by processes.
+
+    Args:
+        cache_dir: the cache root (``$CACHE_DIRECTORY`` under systemd).
+        keep_versions: versions kept on disk per dataset id; older ones are
+            deleted when a new one is stored.
+        memo_size: datasets kept parsed in this process's memory.
+    """
+
+    def __init__(
+        self, cache_dir: Path | str, *, keep_versions: int = 2, memo_size: int = 4
+    ) -> None:
+        if keep_versions < 1 or memo_size < 0:
+            raise ValueError("keep_versions must be at least 1 and memo_size at least 0")
+        self.directory = Path(cache_dir) / "datasets"
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._remove_stale_temporaries()
+        self._keep = keep_versions
+        self._memo_size = memo_size
+        self._memo: OrderedDict[tuple[int, str | None], Points] = OrderedDict()
+
+    def _remove_stale_temporaries(self) -> None:
+        """Remove temporary files a writer killed mid-write left (an hour is plenty to finish)."""
+        for tmp in self.directory.glob(".*.tmp"):
+            if time.time() - _mtime(tmp) > 3600:
+                tmp.unlink(missing_ok=True)
+
+    def get(self, dataset_id: int, version: str | None, fetch: Callable[[], Points]) -> Points:
+        """The points of ``dataset_id`` at ``version``, calling ``fetch`` only if nobody has.
+
+        The list returned may be shared with later calls: treat it as read-only.
+        Errors of ``fetch`` propagate and leave nothing cached.
+        """
+        key = (dataset_id, version)
+        if key in self._memo:
+            self._memo.move_to_end(key)
+            return self._memo[key]
+        path = self._path(dataset_id, version)
+        points = self._read(path)
+        if points is None:
+            with locked(path.with_suffix(".lock")):
+                points = self._read(path)  # another process may have fetched it meanwhile
+                if points is None:
+                    points = self._store(path, fetch())
+                    self._prune(dataset_id, keep=path)
+        self._remember(key, points)
+        return points
+
+    def _path(self, dataset_id: int, version: str | None) -> Path:
+        if type(dataset_id) is not int or dataset_id < 0:
+            raise ValueError(f"dataset id must be a non-negative int, not {dataset_id!r}")
+        if version is None:
+            tag = "unversioned"
+        elif _SAFE_VERSION.fullmatch(version):
+            tag = f"v{version}"
+        else:  # whatever the server sends, it never becomes a path of its own choosing
+            tag = "h" + hashlib.sha256(version.encode()).hexdigest()[:32]
+        return self.directory / f"{dataset_id}-{tag}.json"
+
+    @staticmethod
+    def _read(path: Path) -> Points | None:
+        """The cached points, or None when missing or unusable (then fetched again)."""
+        try:
+            points = json.loads(path.read_bytes())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            _log.warning(
+                "dataset cache file unreadable, fetching again", path=str(path), error=str(exc)
+            )
+            return None
+        if not isinstance(points, list) or not all(isinstance(p, dict) for p in points):
+            _log.warning(
+                "dataset cache file is not a list of points, fetching again", path=str(path)
+            )
+            return None
+        return points
+
+    @staticmethod
+    def _store(path: Path, points: Points) -> Points:
+        if not isinstance(points, list):
+            raise TypeError(f"fetch must return a list of point dicts, not {type(points).__name__}")
+        replace_durably(path, json.dumps(points, separators=(",", ":")).encode())
+        return points
+
+    def _prune(self, dataset_id: int, *, keep: Path) -> None:
+        """Delete all but the newest ``keep_versions`` files of ``dataset_id``.
+
+        A process still reading a deleted file keeps its open copy; one that
+        has not opened it yet finds it missing and fetches it again.
+        """
+        others = [p for p in self.directory.glob(f"{dataset_id}-*.json") if p != keep]
+        others.sort(key=_mtime, reverse=True)
+        for old in others[self._keep - 1 :]:
+            # Without waiting: a process holding that lock may be waiting for ours.
+            fd = lock_file(old.with_suffix(".lock"), blocking=False)
+            if fd is None:
+                continue  # being fetched right now; the next prune takes it
+            try:
+                old.unlink(missing_ok=True)
+                old.with_suffix(".lock").unlink(missing_ok=True)
+            finally:
+                os.close(fd)
+
+    def _remember(self, key: tuple[int, str | None], points: Points) -> None:
+        if self._memo_size == 0:
+            return
+        self._memo[key] = points
+        while len(self._memo) > self._memo_size:
+            self._memo.popitem(last=False)
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return 0.0

@@ -1,0 +1,156 @@
+"""The worker's logs: JSON lines for journald, readable lines on a terminal.
+
+structlog renders every event; records of the standard ``logging`` module
+(urllib3, tenacity) go through the same processors and renderer. Two
+defences keep the password out of the logs: exceptions are rendered without
+local variables (structlog's dict tracebacks show them by default), and a
+last processor replaces every known secret, and every value under a key that
+names one, with ``***`` wherever it appears, tracebacks included.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+from collections.abc import Iterator, Sequence
+from typing import Any, TextIO
+
+import structlog
+from structlog.processors import ExceptionRenderer
+from structlog.tracebacks import ExceptionDictTransformer
+from structlog.typing import EventDict, Processor, WrappedLogger
+
+__all__ = ["FORMATS", "Redactor", "configure_logging", "job_context"]
+
+FORMATS = ("auto", "json", "console")
+MASK = "***"
+_SECRET_KEYS = ("password", "secret", "token", "credential")
+_PLAIN = (str, int, float, bool, type(None))
+
+
+class Redactor:
+    """A processor that masks secrets in every value of an event, however deeply nested."""
+
+    def __init__(self, secrets: Sequence[str]) -> None:
+        # Longest first, so a secret containing another is masked whole.
+        self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+
+    def __call__(self, _logger: WrappedLogger, _name: str, event_dict: EventDict) -> EventDict:
+        return {key: self._clean(key, value) for key, value in event_dict.items()}
+
+    def _clean(self, key: object, value: object) -> Any:
+        if isinstance(key, str) and any(word in key.lower() for word in _SECRET_KEYS):
+            return value if value is None or (isinstance(value, str) and not value) else MASK
+        if isinstance(value, str):
+            return self._mask(value)
+        if isinstance(value, dict):
+            return {k: self._clean(k, v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self._clean(None, v) for v in value]
+        if isinstance(value, _PLAIN):
+            return value
+        return self._mask(repr(value))  # what the renderer would print, masked
+
+    def _mask(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, MASK)
+        return text
+
+
+def configure_logging(
+    fmt: str = "auto",
+    stream: TextIO | None = None,
+    *,
+    secrets: Sequence[str] = (),
+    level: int = logging.INFO,
+) -> None:
+    """Send structlog and ``logging`` output to ``stream`` (default: ``sys.stderr``).
+
+    ``fmt`` "json" writes one JSON object per line, "console" readable lines,
+    "auto" JSON unless the stream is a terminal. Every line has an ISO UTC
+    ``timestamp`` and a ``level``; ``secrets`` (the password) never appear.
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"log format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    stream = sys.stderr if stream is None else stream
+    tty = _isatty(stream)
+    console = fmt == "console" or (fmt == "auto" and tty)
+    shared: list[Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    final: list[Processor]
+    if console:
+        final = [
+            structlog.processors.format_exc_info,  # a plain traceback: no locals
+            Redactor(secrets),
+            structlog.dev.ConsoleRenderer(
+                colors=tty, exception_formatter=structlog.dev.plain_traceback
+            ),
+        ]
+    else:
+        final = [
+            ExceptionRenderer(ExceptionDictTransformer(show_locals=False, use_rich=False)),
+            Redactor(secrets),
+            structlog.processors.JSONRenderer(),
+        ]
+    structlog.configure(
+        processors=[*shared, *final],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.WriteLoggerFactory(file=stream),
+        cache_logger_on_first_use=False,
+    )
+    _route_stdlib_logging(stream, shared, final, level)
+
+
+def _route_stdlib_logging(
+    stream: TextIO, shared: list[Processor], final: list[Processor], level: int
+) -> None:
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *final],
+    )
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(max(level, logging.WARNING))  # libraries are chatty at INFO
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+_JOB_KEYS = ("worker_id", "job_id", "algorithm", "dataset", "attempt")
+
+
+@contextlib.contextmanager
+def job_context(
+    *,
+    worker_id: str,
+    job_id: int,
+    algorithm: str | None = None,
+    dataset: int | None = None,
+    attempt: int | None = None,
+) -> Iterator[None]:
+    """Put a job's identity on every log line emitted inside the ``with`` block.
+
+    Fields not known yet (before the job details arrive) are left out; bind
+    them inside the block with ``structlog.contextvars.bind_contextvars``.
+    On exit all five keys get back the values they had before the block.
+    """
+    saved = {k: v for k, v in structlog.contextvars.get_contextvars().items() if k in _JOB_KEYS}
+    given = (worker_id, job_id, algorithm, dataset, attempt)
+    structlog.contextvars.bind_contextvars(
+        **{k: v for k, v in zip(_JOB_KEYS, given, strict=True) if v is not None}
+    )
+    try:
+        yield
+    finally:
+        structlog.contextvars.unbind_contextvars(*_JOB_KEYS)
+        structlog.contextvars.bind_contextvars(**saved)
