@@ -1,0 +1,244 @@
+"""Pictures of results: real estimators on real data give valid, bounded, repeatable PNGs."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import matplotlib.image
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+from algorithm_data import info, points_from_arrays, real_dataset
+from sklearn import datasets
+from sklearn.cluster import DBSCAN, KMeans
+from sklearn.linear_model import LinearRegression
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.tree import DecisionTreeRegressor
+
+from algorithms import pictures
+from algorithms.dataset import SETS, Dataset
+from algorithms.pictures import Picture, draw_pictures
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def dataset_of(name: str, task: str, X: np.ndarray, y: np.ndarray | None) -> Dataset:
+    """A dataset converted from point dicts, as a job would convert it."""
+    return Dataset.from_points(info(name, task, X.shape[1]), points_from_arrays(X, y))
+
+
+def predict_all(estimator: Any, dataset: Dataset) -> dict[str, np.ndarray]:
+    """Fit as a job does and return the predictions of every set."""
+    if not hasattr(estimator, "predict"):  # a clusterer that labels what it is fitted on
+        labels = estimator.fit_predict(np.vstack([dataset.split(s).X for s in SETS]))
+        ends = np.cumsum([len(dataset.split(s).ids) for s in SETS])[:-1]
+        return dict(zip(SETS, np.split(labels, ends), strict=True))
+    if dataset.task == "clustering":
+        estimator.fit(dataset.training.X)
+    else:
+        estimator.fit(dataset.training.X, dataset.training.y)
+    return {s: estimator.predict(dataset.split(s).X) for s in SETS}
+
+
+def draw(estimator: Any, dataset: Dataset) -> tuple[list[Picture], list[str]]:
+    """Fit, predict and draw; check that no pyplot figure was opened on the way."""
+    drawn = draw_pictures(estimator, dataset, predict_all(estimator, dataset))
+    assert plt.get_fignums() == []
+    return drawn
+
+
+def decode(picture: Picture) -> np.ndarray:
+    """The picture's pixels, after checking it is a PNG of allowed size."""
+    assert picture.png.startswith(PNG_SIGNATURE)
+    assert len(picture.png) <= 5 * 2**20
+    pixels: np.ndarray = matplotlib.image.imread(io.BytesIO(picture.png), format="png")
+    return pixels
+
+
+def assert_drawn(picture: Picture, shape: tuple[int, int] | None = (550, 800)) -> None:
+    """A decodable RGBA PNG of the expected size, with real content (not one flat colour)."""
+    pixels = decode(picture)
+    assert pixels.ndim == 3
+    assert pixels.shape[2] == 4
+    if shape is not None:
+        assert pixels.shape[:2] == shape
+    rgba = np.ascontiguousarray(np.round(pixels * 255), dtype=np.uint8).view(np.uint32)
+    assert len(np.unique(rgba)) > 50
+
+
+def one_feature(name: str, column: int, loader: Any, task: str) -> Dataset:
+    """A bundled dataset cut down to one of its features."""
+    X, y = loader(return_X_y=True)
+    return dataset_of(name, task, X[:, [column]], None if task == "clustering" else y)
+
+
+CASES = [
+    pytest.param(
+        KNeighborsClassifier(),
+        lambda: real_dataset("moons"),
+        ["decision_regions.png", "confusion_matrix.png"],
+        id="2 features classification",
+    ),
+    pytest.param(
+        KNeighborsClassifier(),
+        lambda: real_dataset("iris_names"),
+        ["pca_projection.png", "confusion_matrix.png"],
+        id="4 features classification with text labels",
+    ),
+    pytest.param(
+        KMeans(n_clusters=3, n_init=10, random_state=0),
+        lambda: real_dataset("blobs"),
+        ["decision_regions.png"],
+        id="2 features clustering with predict",
+    ),
+    pytest.param(
+        DBSCAN(eps=0.5),
+        lambda: real_dataset("blobs_unlabelled"),
+        ["cluster_map.png"],
+        id="2 features clustering without predict, with noise",
+    ),
+    pytest.param(
+        KMeans(n_clusters=3, n_init=10, random_state=0),
+        lambda: dataset_of("iris", "clustering", *datasets.load_iris(return_X_y=True)),
+        ["pca_projection.png"],
+        id="4 features clustering",
+    ),
+    pytest.param(
+        LinearRegression(),
+        lambda: real_dataset("diabetes"),
+        ["pca_projection.png", "predicted_vs_true.png"],
+        id="10 features regression",
+    ),
+    pytest.param(
+        DecisionTreeRegressor(max_depth=4, random_state=0),
+        lambda: dataset_of("bmi_bp", "regression", *_diabetes_columns([2, 3])),
+        ["prediction_surface.png", "predicted_vs_true.png"],
+        id="2 features regression",
+    ),
+    pytest.param(
+        KNeighborsClassifier(),
+        lambda: one_feature("petal", 2, datasets.load_iris, "classification"),
+        ["feature_plot.png", "confusion_matrix.png"],
+        id="1 feature classification",
+    ),
+    pytest.param(
+        LinearRegression(),
+        lambda: one_feature("bmi", 2, datasets.load_diabetes, "regression"),
+        ["feature_plot.png", "predicted_vs_true.png"],
+        id="1 feature regression",
+    ),
+    pytest.param(
+        DBSCAN(eps=0.1, min_samples=10),
+        lambda: one_feature("petal", 2, datasets.load_iris, "clustering"),
+        ["feature_plot.png"],
+        id="1 feature clustering without predict",
+    ),
+]
+
+
+def _diabetes_columns(columns: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    X, y = datasets.load_diabetes(return_X_y=True)
+    return X[:, columns], y
+
+
+@pytest.mark.parametrize(("estimator", "make_dataset", "names"), CASES)
+def test_each_case_draws_its_pictures(estimator: Any, make_dataset: Any, names: list[str]) -> None:
+    """Every kind of dataset and estimator gets its pictures, as valid PNGs, with no warning."""
+    found, warnings = draw(estimator, make_dataset())
+
+    assert warnings == []
+    assert [picture.name for picture in found] == names
+    for picture in found:
+        assert_drawn(picture, shape=None if picture.name == "confusion_matrix.png" else (550, 800))
+
+
+def test_the_same_result_draws_the_same_bytes() -> None:
+    """Pictures are deterministic: drawing one result twice gives byte-identical PNGs."""
+    dataset = real_dataset("diabetes")
+    estimator = LinearRegression()
+    predictions = predict_all(estimator, dataset)
+
+    first, _ = draw_pictures(estimator, dataset, predictions)
+    second, _ = draw_pictures(estimator, dataset, predictions)
+
+    assert first == second
+
+
+class BrokenPredict(KNeighborsClassifier):
+    """A classifier that fits but cannot predict new points (as a broken plugin might)."""
+
+    def predict(self, X: Any) -> Any:
+        if len(X) > 1000:  # the picture's grid, not the job's own sets
+            raise RuntimeError("predict exploded on the grid")
+        return super().predict(X)
+
+
+def test_a_failing_picture_is_a_warning_and_the_others_are_drawn() -> None:
+    """An estimator that raises while drawing gives a warning sentence, not an exception."""
+    found, warnings = draw(BrokenPredict(), real_dataset("moons"))
+
+    assert [picture.name for picture in found] == ["confusion_matrix.png"]
+    assert warnings == [
+        "picture 'decision_regions' could not be drawn: RuntimeError: predict exploded on the grid"
+    ]
+    assert plt.get_fignums() == []
+
+
+def test_predictions_that_do_not_fit_the_dataset_give_one_warning() -> None:
+    """Predictions of the wrong length give no pictures and one sentence saying which set."""
+    dataset = real_dataset("moons")
+    predictions = predict_all(KNeighborsClassifier(), dataset)
+    predictions["test"] = predictions["test"][:3]
+
+    found, warnings = draw_pictures(KNeighborsClassifier(), dataset, predictions)
+
+    n_test = len(dataset.test.ids)
+    assert found == []
+    assert warnings == [
+        f"no pictures could be drawn: there are 3 predictions for the {n_test} points "
+        "of the test set"
+    ]
+
+
+def test_a_test_set_without_labels_has_no_confusion_matrix() -> None:
+    """A classification test set without true labels: the confusion matrix becomes a warning."""
+    points = points_from_arrays(*datasets.make_moons(n_samples=100, random_state=0))
+    for point in points:
+        if point["set"] == "test":
+            point["label"] = None
+    dataset = Dataset.from_points(info("moons", "classification", 2), points)
+
+    found, warnings = draw(KNeighborsClassifier(), dataset)
+
+    assert [picture.name for picture in found] == ["decision_regions.png"]
+    assert warnings == [
+        "picture 'confusion_matrix' could not be drawn: the test set has no points with true labels"
+    ]
+
+
+def test_too_large_a_picture_is_drawn_again_smaller(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A PNG over the size limit is rendered again at the fallback resolution."""
+    dataset = real_dataset("moons")
+    estimator = KNeighborsClassifier()
+    predictions = predict_all(estimator, dataset)
+    full, _ = draw_pictures(estimator, dataset, predictions)
+    monkeypatch.setattr(pictures, "MAX_PNG_BYTES", len(full[0].png) - 1)
+
+    smaller, warnings = draw_pictures(estimator, dataset, predictions)
+
+    assert warnings == []
+    assert len(smaller[0].png) < len(full[0].png)
+    assert decode(smaller[0]).shape[:2] == (275, 400)  # 50 dpi instead of 100
+
+
+def test_a_picture_too_large_even_when_smaller_is_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A PNG over the limit at the fallback resolution too is left out with a warning."""
+    monkeypatch.setattr(pictures, "MAX_PNG_BYTES", 1000)
+
+    found, warnings = draw(KMeans(n_clusters=3, n_init=10, random_state=0), real_dataset("blobs"))
+
+    assert found == []
+    assert len(warnings) == 1
+    assert warnings[0].startswith("picture 'decision_regions' could not be drawn: the PNG is ")
+    assert warnings[0].endswith(" bytes even at 50 dpi, more than the limit of 1,000 bytes")
