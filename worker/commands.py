@@ -1,0 +1,111 @@
+"""`mlworker run` and `mlworker check`: the daemon's own sub-commands.
+
+Both read the settings once (flags, environment, TOML, defaults) and exit 78
+(EX_CONFIG) with one line on stderr when they are invalid, so systemd's
+`RestartPreventExitStatus=78` stops a unit that cannot work as configured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+from worker.config import Settings, add_settings_arguments, load_settings
+from worker.errors import APIError, AuthenticationError, ConfigError
+from worker.logs import configure_logging
+
+EX_CONFIG = 78
+EX_UNAVAILABLE = 69
+
+#: Set before numpy loads anywhere in this process (see worker.execute).
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def add_run(subparsers: Any) -> None:
+    """Register `mlworker run`."""
+    parser = subparsers.add_parser(
+        "run",
+        help="claim and run jobs until stopped",
+        description="Claim jobs from the server, run them isolated, deliver every result. "
+        "The first SIGTERM/SIGINT finishes the running job; a second aborts it.",
+    )
+    parser.add_argument(
+        "--burst", action="store_true", help="exit 0 once no job is left and all is delivered"
+    )
+    add_settings_arguments(parser)
+    parser.set_defaults(handler=run)
+
+
+def add_check(subparsers: Any) -> None:
+    """Register `mlworker check`."""
+    parser = subparsers.add_parser(
+        "check",
+        help="validate the configuration, log in and list the algorithms",
+        description="Validate the configuration, log in to the server and list the algorithms.",
+    )
+    add_settings_arguments(parser)
+    parser.set_defaults(handler=check)
+
+
+def read_settings(args: argparse.Namespace) -> Settings | None:
+    """The settings, or None after printing the one-line reason they are invalid."""
+    try:
+        return load_settings(vars(args))
+    except ConfigError as exc:
+        print(f"mlworker: invalid configuration: {exc}", file=sys.stderr)
+        return None
+
+
+def run(args: argparse.Namespace) -> int:
+    """`mlworker run`: one worker process, or a supervisor of several."""
+    settings = read_settings(args)
+    if settings is None:
+        return EX_CONFIG
+    for name in THREAD_VARIABLES:
+        os.environ.setdefault(name, "1")
+    configure_logging(settings.log_format, secrets=[settings.password.reveal()])
+    if settings.processes > 1:
+        from worker.supervisor import supervise
+
+        return supervise(settings, burst=args.burst)
+    from worker.daemon import run_worker
+    from worker.lifecycle import Shutdown
+    from worker.metrics import start_metrics
+    from worker.reporting import NotifyReporter, Tee
+    from worker.sdnotify import Notifier
+
+    shutdown = Shutdown()
+    shutdown.install()
+    reporter = Tee(NotifyReporter(Notifier.from_environ()), start_metrics(settings))
+    return run_worker(settings, shutdown=shutdown, reporter=reporter, burst=args.burst)
+
+
+def check(args: argparse.Namespace) -> int:
+    """`mlworker check`: 0 when the configuration is valid and the server takes the login."""
+    settings = read_settings(args)
+    if settings is None:
+        return EX_CONFIG
+    configure_logging(settings.log_format, secrets=[settings.password.reveal()])
+    from algorithms.registry import default_registry
+    from worker.api import API
+
+    print(f"configuration: ok ({settings.config_file or 'no file'})")
+    for name, where in sorted(settings.sources.items()):
+        print(f"  {name} from {where}")
+    try:
+        API(settings.username, settings.password.reveal(), settings.host, retry_for=0).close()
+    except AuthenticationError as exc:
+        print(f"login: refused for {settings.username!r} at {settings.host}: {exc}")
+        return EX_CONFIG
+    except APIError as exc:
+        print(f"login: server unreachable at {settings.host}: {exc}")
+        return EX_UNAVAILABLE
+    print(f"login: ok as {settings.username!r} at {settings.host}")
+    registry = default_registry()
+    names = sorted(algorithm.name for algorithm in registry)
+    print(f"algorithms ({len(names)}): {', '.join(names)}")
+    for report in registry.reports:
+        print(f"plugin skipped: {report}")
+    return 0

@@ -1,0 +1,140 @@
+"""One worker process, assembled: session, job runner, spool, delivery, loop.
+
+`run_worker` is what `mlworker run` does in a single process, and what each
+process forked by the supervisor does. Its exit status follows the BSD
+convention systemd knows: 0 after a stop or a finished burst, 78
+(EX_CONFIG) when the server refuses our login, since restarting cannot fix
+credentials (`RestartPreventExitStatus=78` in the units).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import socket
+
+import structlog
+
+from worker.api import API
+from worker.backoff import Backoff
+from worker.cache import DatasetCache
+from worker.config import Settings
+from worker.delivery import Deliverer
+from worker.errors import AuthenticationError, PermissionDeniedError, TransientError
+from worker.execute import JobRunner
+from worker.lifecycle import Shutdown
+from worker.loop import JobLoop
+from worker.outbox import Outbox
+from worker.reporting import Reporter
+
+_log = structlog.get_logger(__name__)
+
+EX_OK = 0
+EX_CONFIG = 78
+DELIVERY_RETRY_SECONDS = 10.0  # one delivery call's retries; the thread's backoff does the rest
+FINAL_DELIVERY_SECONDS = 10.0  # at a stop, how long the last delivery pass may take
+
+
+class BootError(Exception):
+    """The worker cannot start as configured (exit 78, no restart)."""
+
+
+def default_worker_id() -> str:
+    """``<hostname>:<pid>``, the name a worker gives itself in ``X-Worker`` and logs."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def run_worker(
+    settings: Settings, *, shutdown: Shutdown, reporter: Reporter, burst: bool = False
+) -> int:
+    """Run one worker process until a stop signal (or, with `burst`, until no job is left)."""
+    worker_id = settings.worker_id or default_worker_id()
+    log = _log.bind(worker_id=worker_id)
+    if settings.startup_jitter > 0:
+        shutdown.sleep(random.uniform(0, settings.startup_jitter))  # noqa: S311 - spreading a fleet
+    try:
+        api = connect(settings, worker_id, shutdown, reporter)
+    except BootError as exc:
+        log.error("cannot start", reason=str(exc))
+        return EX_CONFIG
+    if api is None:  # stopped before the server ever answered
+        return EX_OK
+    outbox = Outbox(settings.spool_dir)
+    deliverer = Deliverer(
+        outbox,
+        lambda: _session(settings, worker_id, retry_for=DELIVERY_RETRY_SECONDS),
+        Backoff(settings.poll_min, settings.poll_max),
+        idle_check=settings.poll_max,
+        reporter=reporter,
+    )
+    with JobRunner() as runner:
+        deliverer.start()
+        reporter.ready()
+        log.info("worker ready", host=settings.host, spool=str(settings.spool_dir))
+        loop = JobLoop(
+            settings=settings,
+            worker_id=worker_id,
+            api=api,
+            runner=runner,
+            outbox=outbox,
+            cache=DatasetCache(settings.cache_dir),
+            shutdown=shutdown,
+            reporter=reporter,
+            wake_delivery=deliverer.wake,
+        )
+        try:
+            loop.run(burst=burst)
+        except PermissionDeniedError as exc:
+            log.error("cannot start", reason=f"{settings.username!r} has no admin rights: {exc}")
+            deliverer.stop(grace=0)
+            return EX_CONFIG
+        reporter.stopping()
+        _finish_delivery(deliverer, shutdown, burst=burst)
+    api.close()
+    log.info("worker stopped", results_waiting=outbox.count())
+    return EX_OK
+
+
+def connect(
+    settings: Settings, worker_id: str, shutdown: Shutdown, reporter: Reporter
+) -> API | None:
+    """Log in, probing at the idle maximum while the server is away.
+
+    Returns None when a stop signal came first; raises BootError when the
+    server refuses the account (wrong password, no admin rights).
+    """
+    while not shutdown.stopping:
+        try:
+            api = _session(settings, worker_id, retry_for=settings.poll_max)
+        except AuthenticationError as exc:
+            raise BootError(
+                f"the server refused the login of {settings.username!r}: {exc}"
+            ) from exc
+        except TransientError as exc:
+            reporter.status("server unreachable")
+            reporter.server_error()
+            _log.warning("server unreachable; probing again", error=str(exc))
+            shutdown.sleep(settings.poll_max, reporter.heartbeat)
+            continue
+        return api
+    return None
+
+
+def _session(settings: Settings, worker_id: str, *, retry_for: float) -> API:
+    return API(
+        settings.username,
+        settings.password.reveal(),
+        settings.host,
+        timeout=(3.05, settings.request_timeout),
+        retry_for=retry_for,
+        worker_id=worker_id,
+    )
+
+
+def _finish_delivery(deliverer: Deliverer, shutdown: Shutdown, *, burst: bool) -> None:
+    """A burst delivers everything (until a stop signal); a stop tries once, briefly."""
+    if burst:
+        while not deliverer.wait_drained(timeout=1.0):
+            if shutdown.stopping:
+                break
+    deliverer.stop(grace=FINAL_DELIVERY_SECONDS)

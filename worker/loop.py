@@ -1,0 +1,229 @@
+"""The polling loop: claim a job, run it isolated, spool its result, go on.
+
+One `JobLoop` per worker process. It asks the server for a job, waiting with
+exponential backoff and full jitter while there is none; fetches the job's
+details and dataset (points come from the machine-wide cache); runs the job
+in a child process (`worker.execute`); and writes the update to the outbox,
+from which the delivery thread sends it. A server that is away makes the
+loop probe at the idle maximum; it never exits for it. Stop signals reach
+the loop through `Shutdown`: the first ends the claiming, the second aborts
+the running job, whose failure ("worker shut down") is spooled like any
+other result.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from worker.api import API
+from worker.backoff import Backoff
+from worker.cache import DatasetCache
+from worker.config import Settings
+from worker.errors import APIError, NotFoundError, PermissionDeniedError, TransientError
+from worker.execute import JobOutcome, JobRunner, JobSpec
+from worker.lifecycle import Shutdown
+from worker.logs import job_context
+from worker.outbox import Outbox
+from worker.reporting import Reporter
+
+_log = structlog.get_logger(__name__)
+
+MESSAGE_LIMIT = 10_000  # characters the protocol allows in `message`
+
+
+class JobFailed(Exception):
+    """The job cannot run as given; the sentence goes to the student."""
+
+
+@dataclass
+class JobLoop:
+    """Claims and runs jobs until told to stop (or, in burst mode, until none is left)."""
+
+    settings: Settings
+    worker_id: str
+    api: API
+    runner: JobRunner
+    outbox: Outbox
+    cache: DatasetCache
+    shutdown: Shutdown
+    reporter: Reporter
+    wake_delivery: Callable[[], None]  # a result is in the spool
+
+    def run(self, *, burst: bool = False) -> None:
+        """Claim and run jobs until a stop signal (or, with `burst`, no job is left)."""
+        idle = Backoff(self.settings.poll_min, self.settings.poll_max)
+        while not self.shutdown.stopping:
+            self.reporter.heartbeat()
+            try:
+                job_id = self.api.request_job()
+            except TransientError as exc:
+                self._server_away(exc)
+                continue
+            except PermissionDeniedError:  # the account is no worker account: a restart cannot help
+                raise
+            except APIError as exc:  # login refused now, rights taken away: keep probing
+                _log.error("the server refuses to hand out jobs", error=str(exc))
+                self._server_away(exc)
+                continue
+            if job_id is None:
+                if burst:
+                    return
+                self._status("idle")
+                self._sleep(idle.next())
+                continue
+            idle.reset()
+            self._process(job_id)
+
+    def _process(self, job_id: int) -> None:
+        started = time.monotonic()
+        with job_context(worker_id=self.worker_id, job_id=job_id):
+            try:
+                details = self.api.get_job_details(job_id)
+            except APIError as exc:  # the lease brings the job back to another worker
+                _log.error("job details unavailable; leaving the job to its lease", error=str(exc))
+                return
+            structlog.contextvars.bind_contextvars(
+                algorithm=details.get("algorithm"),
+                dataset=details.get("dataset"),
+                attempt=details.get("attempt"),
+            )
+            try:
+                spec = self._spec(job_id, details)
+            except JobFailed as exc:
+                self._spool(job_id, _failure(str(exc)), ())
+                _log.info("job failed before running", outcome="invalid", message=str(exc))
+                return
+            fetched = time.monotonic()
+            dataset_name = spec.dataset_info.get("name", details.get("dataset"))
+            self._status(f"job {job_id} {spec.algorithm} on {dataset_name}")
+            outcome = self.runner.run(
+                spec,
+                time_limit=_time_limit(details, self.settings.time_limit),
+                memory_limit=self.settings.memory_limit,
+                cancel=self._cancel,
+            )
+            fields, pictures = result_fields(outcome)
+            self._spool(job_id, fields, pictures)
+            ended = time.monotonic()
+            self.reporter.job_finished(spec.algorithm, outcome.kind, ended - started)
+            _log.info(
+                "job finished",
+                outcome=outcome.kind,
+                message=outcome.message if not outcome.ok else None,
+                seconds_fetch=round(fetched - started, 4),
+                seconds_start=_round(outcome.timings.start),
+                seconds_load=_round(outcome.timings.load),
+                seconds_run=_round(outcome.timings.run),
+                seconds_spool=round(ended - fetched - outcome.timings.total, 4),
+                seconds_total=round(ended - started, 4),
+            )
+
+    def _spec(self, job_id: int, details: Mapping[str, Any]) -> JobSpec:
+        """The job as the job process needs it; JobFailed for what a student must fix."""
+        algorithm, params = details.get("algorithm"), details.get("params", {})
+        if not isinstance(algorithm, str) or not algorithm:
+            raise JobFailed("the job names no algorithm")
+        if not isinstance(params, dict):
+            raise JobFailed('the job\'s params must be a JSON object such as {"n_neighbors": 5}')
+        dataset_id = details.get("dataset")
+        seed = details.get("seed")
+        info, points = self._dataset(dataset_id)
+        return JobSpec(
+            job_id=job_id,
+            algorithm=algorithm,
+            params=params,
+            dataset_info=info,
+            points=points,
+            seed=seed if isinstance(seed, int) and not isinstance(seed, bool) else None,
+        )
+
+    def _dataset(self, dataset_id: object) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """The dataset's info and points; points cross the network once per version."""
+        if not isinstance(dataset_id, int) or isinstance(dataset_id, bool):
+            raise JobFailed(f"the job's dataset must be a dataset id, not {dataset_id!r}")
+        info = self.api.get_datasets().get(dataset_id)
+        if info is None:
+            raise JobFailed(f"dataset {dataset_id} does not exist on the server")
+        version = info.get("version")
+        try:
+            points = self.cache.get(
+                dataset_id,
+                version if isinstance(version, str) else None,
+                lambda: self.api.get_points(dataset_id),
+            )
+        except NotFoundError as exc:
+            raise JobFailed(f"dataset {dataset_id} does not exist on the server") from exc
+        return info, points
+
+    def _spool(self, job_id: int, fields: dict[str, Any], pictures: Any) -> None:
+        self.outbox.put(job_id, fields, pictures)
+        self.wake_delivery()
+
+    def _cancel(self) -> bool:
+        """Polled by the runner during a job: keeps the heartbeat going, reports an abort."""
+        self.reporter.heartbeat()
+        return self.shutdown.aborting
+
+    def _server_away(self, exc: APIError) -> None:
+        self.reporter.server_error()
+        self._status("server unreachable")
+        wait = self.settings.poll_max
+        if isinstance(exc, TransientError) and exc.retry_after:
+            wait = max(wait, exc.retry_after)
+        _log.warning("server unreachable; probing again", error=str(exc), wait=round(wait, 1))
+        self._sleep(wait)
+
+    def _sleep(self, seconds: float) -> None:
+        self.shutdown.sleep(seconds, self.reporter.heartbeat)
+
+    def _status(self, text: str) -> None:
+        waiting = self.outbox.count()
+        self.reporter.status(
+            f"{text}; {waiting} results waiting for the server" if waiting else text
+        )
+
+
+def result_fields(outcome: JobOutcome) -> tuple[dict[str, Any], list[tuple[str, bytes]]]:
+    """The update fields and pictures for a finished job, success or failure."""
+    result = outcome.result
+    if not outcome.ok or result is None:
+        return _failure(outcome.message), []
+    fields: dict[str, Any] = {
+        "score_test": result.score_test,
+        "score_validation": result.score_validation,
+        "labels_training": result.labels["training"],
+        "labels_test": result.labels["test"],
+        "labels_validation": result.labels["validation"],
+        "extra_scores_test": result.extra_scores_test,
+        "extra_scores_validation": result.extra_scores_validation,
+        "success": True,
+    }
+    if result.warnings:
+        fields["message"] = _clip("\n".join(result.warnings))
+    return fields, [(picture.name, picture.png) for picture in result.pictures]
+
+
+def _failure(message: str) -> dict[str, Any]:
+    return {"success": False, "message": _clip(message)}
+
+
+def _clip(message: str) -> str:
+    if len(message) <= MESSAGE_LIMIT:
+        return message
+    return message[: MESSAGE_LIMIT - 1] + "…"
+
+
+def _time_limit(details: Mapping[str, Any], default: float) -> float:
+    limit = details.get("time_limit")
+    if isinstance(limit, int | float) and not isinstance(limit, bool) and limit > 0:
+        return float(limit)
+    return default
+
+
+def _round(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds, 4)
