@@ -1,0 +1,409 @@
+"""Run one job in a child process with a hard wall-clock limit and a memory limit.
+
+An algorithm may raise, crash the interpreter, hang or eat all memory; none of
+that may touch the worker. So each job runs in its own process
+(`worker.jobproc.main`), which leads its own process group; the worker waits
+for its report with a deadline and, on expiry or cancellation, kills the whole
+group (`killpg` SIGKILL: grandchildren included, unless one made itself a new
+session) and reaps it. The child then always ends the same way, so the next
+job starts clean.
+
+Why a forkserver with preloaded modules: a fresh interpreter per job would pay
+for importing numpy, scipy and scikit-learn every time (about a second), and a
+plain `fork` of the worker would copy its threads' locks and its HTTP
+connections into the job. `JobRunner.start` starts multiprocessing's
+forkserver once: a small, single-threaded process that imports numpy, scipy,
+scikit-learn, matplotlib (fonts loaded) and our algorithm modules up front, then forks one
+copy of itself per job, which shares nothing with the worker but two pipes.
+It also runs a tiny job per task once (`worker.jobwarm`), so that job
+processes do not each pay scikit-learn's first-call costs. A fork of that
+large process still takes milliseconds, and so does building the algorithm
+registry, so the runner keeps one job process started ahead (the spare,
+forked while the previous job runs): a job's start is one message.
+
+Why the thread variables: OpenBLAS, MKL and OpenMP read `*_NUM_THREADS` when
+they load, which happens in the forkserver, so the variables must be in the
+forkserver's environment before it imports numpy. With one thread, a job does
+not fight the other worker processes for cores, its results repeat, and under
+an address-space limit OpenBLAS does not spin trying to allocate per-thread
+buffers instead of raising `MemoryError`. The same environment leaves out
+systemd's `NOTIFY_SOCKET`/`WATCHDOG_*` (a job must never speak for the worker)
+and the worker's password.
+
+How a failed job is classified (`JobOutcome.kind`):
+
+- ``error``: the algorithm raised an `AlgorithmError`; its sentence is the message.
+- ``exception``: anything else raised; the message is the traceback's last
+  line (``ValueError: boom``).
+- ``memory``: `MemoryError` (what the address-space limit normally produces);
+  or the process died of SIGKILL that the worker did not send (on Linux, the
+  kernel's OOM killer); or it died of another signal (SIGSEGV, SIGABRT from a
+  C++ `bad_alloc`, ...) while its peak address space, sampled every tick, was
+  within a tenth of the limit (or 64 MiB) of it. Sampling can miss a last
+  quick burst, so such a crash may still be called ``crashed``.
+- ``crashed``: died of any other signal, or exited without a report.
+- ``timeout`` / ``cancelled``: the worker stopped it.
+
+Multiprocessing has one forkserver per process: use one `JobRunner` per
+process, and start it after any `fork` of the worker. As with every start
+method but `fork`, a job process imports the program's main module again
+(unless it was run with `-m`), so that module must keep its work under
+`if __name__ == "__main__":`, as console scripts do.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import multiprocessing
+import multiprocessing.forkserver
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+from contextlib import suppress
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
+from typing import Literal
+
+from algorithms.run import JobResult
+from worker import jobproc
+from worker.jobproc import Finished, JobSpec, Loaded, Ready
+
+__all__ = ["JobOutcome", "JobRunner", "JobSpec", "JobTimings", "OutcomeKind"]
+
+OutcomeKind = Literal["success", "error", "exception", "crashed", "timeout", "memory", "cancelled"]
+
+#: Modules the forkserver imports once (those not installed are skipped). The
+#: job process re-runs a console script's `__main__` (multiprocessing does), so
+#: `worker.cli` is preloaded to make that a lookup in `sys.modules`.
+DEFAULT_PRELOAD = (
+    "numpy",
+    "scipy",
+    "sklearn",
+    "matplotlib.pyplot",
+    "algorithms.run",
+    "algorithms.builtin",
+    "algorithms.plugins",
+    "worker.jobproc",
+    "worker.cli",
+    "worker.jobwarm",  # last: runs a tiny job per task, so job processes start warm
+)
+
+TICK = 0.2  # seconds between checks of the cancel flag and the memory peak
+REAP_SECONDS = 5.0  # how long a killed job process gets to be reaped
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class JobTimings:
+    """Seconds per phase, for the logs; None where the job never got that far."""
+
+    start: float | None  # from the hand-over to the job process having the job
+    load: float | None  # reading the points and building the dataset
+    run: float | None  # the algorithm: fit, predict, scores, pictures
+    total: float  # everything, reaping included
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """How a job ended: `result` on success, else `kind` and a student-readable `message`."""
+
+    kind: OutcomeKind
+    message: str
+    result: JobResult | None
+    timings: JobTimings
+    exitcode: int | None  # negative for a signal; None when not waited for (after a report)
+
+    @property
+    def ok(self) -> bool:
+        """True when the job succeeded and `result` holds its result."""
+        return self.kind == "success"
+
+
+@dataclass(frozen=True)
+class _Ending:
+    """What the parent saw while waiting: how the wait ended and what arrived."""
+
+    how: Literal["finished", "died", "timeout", "cancelled"]
+    loaded: Loaded | None
+    finished: Finished | None
+    peak: int  # largest address space seen, in bytes (0 when not sampled)
+
+
+@dataclass(frozen=True)
+class _JobProcess:
+    """A started job process and the parent's ends of its two pipes."""
+
+    process: BaseProcess
+    jobs: Connection  # parent -> child: the one (JobSpec, memory_limit)
+    reports: Connection  # child -> parent: Ready, Loaded, Finished
+
+
+class JobRunner:
+    """Runs jobs one per child process, from a forkserver started once.
+
+    One job process is always started ahead (the spare): it forks, builds the
+    algorithm registry and waits while the previous job runs, so a job's
+    start costs the worker one message on a pipe. Runs one job at a time;
+    use it as a context manager, or call `start` first and `close` at the end.
+    """
+
+    def __init__(self, *, preload: Sequence[str] = DEFAULT_PRELOAD, start_timeout: float = 120):
+        self._context = multiprocessing.get_context("forkserver")
+        self._preload = [module for module in preload if _findable(module)]
+        self._start_timeout = start_timeout
+        self._spare: _JobProcess | None = None
+
+    def __enter__(self) -> JobRunner:
+        self.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def start(self) -> None:
+        """Start the forkserver and the first job process now, and wait until it is ready.
+
+        Pays the imports once, at worker start, instead of on the first job.
+        Raises RuntimeError when job processes cannot start.
+        """
+        self.close()  # a running forkserver would keep its old environment and modules
+        self._spare = self._start_job_process()
+        if not _wait_ready(self._spare.reports, self._start_timeout):
+            self.close()
+            raise RuntimeError("job processes do not start: see the errors above in the log")
+
+    def close(self) -> None:
+        """Stop the spare job process and the forkserver (call when no job is running)."""
+        if self._spare is not None:
+            _stop(self._spare, ending="cancelled")
+            self._spare = None
+        _stop_forkserver()
+
+    def run(
+        self,
+        job: JobSpec,
+        *,
+        time_limit: float,
+        memory_limit: int | None = None,
+        cancel: threading.Event | Callable[[], bool] | None = None,
+    ) -> JobOutcome:
+        """Run `job` in a child process and say how it ended; never raises for the job's sake.
+
+        `time_limit` is in wall-clock seconds from the hand-over; `memory_limit`
+        in bytes of address space (it includes the ~0.5 GiB that numpy, scipy
+        and scikit-learn map); `cancel` is checked every `TICK` seconds and
+        stops the job when set (outcome "cancelled", message "worker shut down").
+        """
+        if not time_limit > 0:
+            raise ValueError(f"time_limit must be a positive number of seconds, not {time_limit!r}")
+        if memory_limit is not None and memory_limit <= 0:
+            raise ValueError(f"memory_limit must be a positive number of bytes, not {memory_limit}")
+        launched = time.monotonic()
+        current = self._hand_over(job, memory_limit)
+        how: str = "died"
+        try:
+            self._spare = self._start_job_process()  # warms up while this job runs
+            ending = _wait(current, launched + time_limit, _cancel_check(cancel), memory_limit)
+            how = ending.how
+        finally:
+            exitcode = _stop(current, ending=how)
+        kind, message = _classify(ending, exitcode, time_limit, memory_limit)
+        return JobOutcome(
+            kind=kind,
+            message=message,
+            result=ending.finished.result if ending.finished else None,
+            timings=_timings(launched, ending, time.monotonic()),
+            exitcode=exitcode,
+        )
+
+    def _hand_over(self, job: JobSpec, memory_limit: int | None) -> _JobProcess:
+        """Send the job to the spare; to a fresh job process if the spare has died."""
+        spare, self._spare = self._spare, None
+        if spare is not None:
+            with suppress(OSError):  # a spare may die while idle (OOM killer, by hand)
+                if spare.process.is_alive():
+                    spare.jobs.send((job, memory_limit))
+                    return spare
+            _stop(spare, ending="died")
+        fresh = self._start_job_process()
+        fresh.jobs.send((job, memory_limit))
+        return fresh
+
+    def _start_job_process(self) -> _JobProcess:
+        """Start a job process; it warms up, says Ready and waits for its job."""
+        jobs_reader, jobs = self._context.Pipe(duplex=False)
+        reports, reports_writer = self._context.Pipe(duplex=False)
+        process = self._context.Process(
+            target=jobproc.main,
+            args=(jobs_reader, reports_writer),
+            name="mlworker-job",
+            daemon=True,
+        )
+        try:
+            self._context.set_forkserver_preload(self._preload)
+            with jobproc.job_environment():  # starts the forkserver if it is not running
+                multiprocessing.forkserver.ensure_running()
+            process.start()
+        finally:
+            jobs_reader.close()
+            reports_writer.close()
+        return _JobProcess(process, jobs, reports)
+
+
+def _wait_ready(reports: Connection, timeout: float) -> bool:
+    """Whether the job process said `Ready` within `timeout` seconds."""
+    try:
+        return reports.poll(timeout) and isinstance(reports.recv(), Ready)
+    except (EOFError, OSError):
+        return False
+
+
+def _wait(
+    current: _JobProcess,
+    deadline: float,
+    cancelled: Callable[[], bool],
+    memory_limit: int | None,
+) -> _Ending:
+    """Read the child's messages until it reports, dies, runs out of time or is cancelled."""
+    process, reports = current.process, current.reports
+    waitables: list[Connection | int] = [reports, process.sentinel]
+    loaded: Loaded | None = None
+    peak = 0
+    while True:
+        if cancelled():
+            return _Ending("cancelled", loaded, None, peak)
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return _Ending("timeout", loaded, None, peak)
+        ready = wait(waitables, timeout=min(TICK, remaining))
+        if memory_limit is not None and process.pid is not None:
+            peak = max(peak, _address_space_peak(process.pid))
+        if reports in ready:
+            try:
+                message = reports.recv()
+            except EOFError:  # the child is gone or going: wait for its sentinel alone
+                waitables.remove(reports)
+                continue
+            if isinstance(message, Finished):
+                return _Ending("finished", loaded, message, peak)
+            if isinstance(message, Loaded):
+                loaded = message
+        elif process.sentinel in ready:
+            return _Ending("died", loaded, None, peak)
+
+
+def _stop(current: _JobProcess, *, ending: str) -> int | None:
+    """Kill the job process's whole group and return its exit status (None if unknown).
+
+    After a report the child is already exiting: it is not waited for, and
+    multiprocessing collects its status when the next process starts.
+    """
+    current.jobs.close()
+    process = current.process
+    process.join(0)  # notes the exit status of a process that has ended: no kill by pid then
+    if process.pid is not None:  # always, once started
+        with suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)  # the group outlives its leader
+    exitcode = None
+    if ending != "finished":
+        process.kill()  # in case it had not made its own group yet
+        process.join(REAP_SECONDS)
+        exitcode = process.exitcode
+        if exitcode is not None:
+            process.close()
+    current.reports.close()
+    return exitcode
+
+
+def _classify(
+    ending: _Ending, exitcode: int | None, time_limit: float, memory_limit: int | None
+) -> tuple[OutcomeKind, str]:
+    """The outcome's kind and message, as the module docstring describes."""
+    if ending.how == "cancelled":
+        return "cancelled", "worker shut down"
+    if ending.how == "timeout":
+        return "timeout", (
+            f"the job took longer than its time limit of {_seconds(time_limit)} seconds "
+            "and was stopped"
+        )
+    if ending.finished is not None:
+        if ending.finished.kind == "memory":
+            return "memory", _memory_message(memory_limit)
+        return ending.finished.kind, ending.finished.message
+    if exitcode == jobproc.EXIT_NO_MEMORY:
+        return "memory", _memory_message(memory_limit)
+    if exitcode is None or exitcode >= 0:
+        return "crashed", f"the algorithm's process ended unexpectedly (exit status {exitcode})"
+    if exitcode == -signal.SIGKILL:
+        return "memory", (
+            "the algorithm was killed by the system (signal SIGKILL), "
+            "most likely because it used more memory than the machine has"
+        )
+    if memory_limit is not None and ending.peak >= memory_limit - max(memory_limit // 10, 64 * MIB):
+        return "memory", _memory_message(memory_limit)
+    return "crashed", f"the algorithm crashed (signal {_signal_name(-exitcode)})"
+
+
+def _seconds(seconds: float) -> str:
+    """`300` for 300.0, `2.5` for 2.5: how a person writes a number of seconds."""
+    return str(int(seconds)) if seconds == int(seconds) else f"{seconds:.3f}".rstrip("0")
+
+
+def _memory_message(memory_limit: int | None) -> str:
+    if memory_limit is None:
+        return "the algorithm ran out of memory and was stopped"
+    return f"the algorithm exceeded the memory limit of {memory_limit // MIB} MiB and was stopped"
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return str(number)
+
+
+def _timings(launched: float, ending: _Ending, ended: float) -> JobTimings:
+    loaded, finished = ending.loaded, ending.finished
+    if loaded is None:
+        return JobTimings(start=None, load=None, run=None, total=ended - launched)
+    return JobTimings(
+        start=loaded.started - launched,
+        load=loaded.loaded - loaded.started,
+        run=(finished.finished if finished else ended) - loaded.loaded,
+        total=ended - launched,
+    )
+
+
+def _address_space_peak(pid: int) -> int:
+    """The process's peak address space in bytes (`VmPeak`), 0 when unknown."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as status:
+            for line in status:
+                if line.startswith(b"VmPeak:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def _cancel_check(cancel: threading.Event | Callable[[], bool] | None) -> Callable[[], bool]:
+    if cancel is None:
+        return lambda: False
+    if isinstance(cancel, threading.Event):
+        return cancel.is_set
+    return cancel
+
+
+def _findable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _stop_forkserver() -> None:
+    """Stop this process's forkserver if it runs (waits for its job processes)."""
+    multiprocessing.forkserver._forkserver._stop()  # type: ignore[attr-defined]

@@ -1,0 +1,243 @@
+"""What runs inside a job process: the child side of `worker.execute`.
+
+`worker.execute.JobRunner` starts `main` in a child of its forkserver *before*
+there is a job for it (a spare), so everything that does not depend on the job
+is done while the worker is busy elsewhere:
+
+1. `os.setsid()`: the child leads a new session and process group, so the
+   parent can kill it *and everything it starts* with one `killpg`, and a
+   Ctrl-C or a signal to the worker's own group does not reach the job.
+2. A watcher thread kills that group if the worker dies, so a killed worker
+   never leaves a hanging job behind (the forkserver cannot do it: every job
+   process holds the forkserver's "alive" pipe open, so it outlives the worker).
+3. The algorithm registry is built (entry points scanned, plugins imported),
+   then the child says `Ready` and waits for its one job.
+
+With the job come the limits: `RLIMIT_AS` caps the address space (the memory
+limit) and `RLIMIT_CORE` 0 stops a crashing algorithm from writing a core file.
+The child loads the dataset, runs the algorithm and sends `Loaded` (for phase
+timings) and `Finished` (the result, or why it failed), then exits at once.
+Exception objects never cross the pipe, only strings: an algorithm's
+exception may not pickle.
+
+Timestamps are `time.monotonic()`, which on Linux is one clock for all
+processes, so the parent can subtract them from its own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import signal
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from multiprocessing import parent_process
+from multiprocessing.connection import Connection, wait
+from typing import Any, Literal, NoReturn
+
+from algorithms.dataset import Dataset
+from algorithms.errors import AlgorithmError
+from algorithms.registry import default_registry
+from algorithms.run import JobResult, run_algorithm
+
+ReportKind = Literal["success", "error", "exception", "memory"]
+
+#: Set to "1" for job processes: one BLAS/OpenMP thread (why: `worker.execute`).
+THREAD_VARIABLES = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "BLIS_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+)
+
+#: Left out of the environment of job processes: systemd's notify protocol, the password.
+PRIVATE_VARIABLES = (
+    "NOTIFY_SOCKET",
+    "WATCHDOG_USEC",
+    "WATCHDOG_PID",
+    "MLWORKER_PASSWORD",
+    "CREDENTIALS_DIRECTORY",
+)
+
+#: Exit status of a job process that ran out of memory even for sending its report.
+EXIT_NO_MEMORY = 86
+
+#: An exception's text is cut to this many characters (it goes into a job's message).
+MAX_MESSAGE = 2000
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """Everything a job process needs; pickled to the child, so keep it small.
+
+    Give the points either as `points_path`, a JSON file holding the list of
+    point dicts (the dataset cache writes one; the child reads it, so large
+    data is not pickled through a pipe), or inline as `points`.
+    """
+
+    job_id: int
+    algorithm: str
+    params: Mapping[str, Any]
+    dataset_info: Mapping[str, Any]
+    points_path: str | None = None
+    points: Sequence[Mapping[str, Any]] | None = field(default=None, repr=False)
+    seed: int | None = None
+    pictures: bool = True
+
+    def __post_init__(self) -> None:
+        if (self.points_path is None) == (self.points is None):
+            raise ValueError("a JobSpec needs exactly one of points_path and points")
+
+
+@dataclass(frozen=True)
+class Ready:
+    """First message: the process is warmed up and waits for its job."""
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """Second message: the job arrived at `started` and the dataset was built at `loaded`."""
+
+    started: float
+    loaded: float
+
+
+@dataclass(frozen=True)
+class Finished:
+    """Last message: how the job ended, a student-readable message, and the result."""
+
+    kind: ReportKind
+    message: str
+    result: JobResult | None
+    finished: float
+
+
+@contextmanager
+def job_environment() -> Iterator[None]:
+    """Give processes started inside this block the environment of job processes.
+
+    Job processes are forked from the forkserver, which inherits `os.environ`
+    as it is when it starts; so the block changes it for that moment and then
+    restores the worker's own values (other threads may glimpse the change).
+    """
+    changes: dict[str, str | None] = dict.fromkeys(THREAD_VARIABLES, "1")
+    changes["MPLBACKEND"] = "Agg"  # pictures are files: never a window, even with a display
+    changes.update(dict.fromkeys(PRIVATE_VARIABLES))
+    saved = {name: os.environ.get(name) for name in changes}
+    _set_environment(changes)
+    try:
+        yield
+    finally:
+        _set_environment(saved)
+
+
+def _set_environment(values: Mapping[str, str | None]) -> None:
+    for name, value in values.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+def main(jobs: Connection, reports: Connection) -> NoReturn:
+    """Warm up, wait for one `(JobSpec, memory_limit)` on `jobs`, run it; never returns."""
+    os.setsid()
+    _die_with_parent()
+    with suppress(Exception):  # a broken registry fails the job instead, with its message
+        default_registry()
+    reports.send(Ready())
+    try:
+        job, memory_limit = jobs.recv()
+    except EOFError:  # the runner closed: no job for this spare
+        os._exit(0)
+    started = time.monotonic()
+    _limit_resources(memory_limit)
+    _report(reports, _run(job, reports, started))
+
+
+def _run(job: JobSpec, reports: Connection, started: float) -> Finished:
+    """Load the data and run the algorithm; turn every failure into a report."""
+    kind: ReportKind = "success"
+    message = ""
+    result: JobResult | None = None
+    try:
+        dataset = Dataset.from_points(job.dataset_info, _points(job))
+        reports.send(Loaded(started=started, loaded=time.monotonic()))
+        result = run_algorithm(
+            job.algorithm, job.params, dataset, seed=job.seed, pictures=job.pictures
+        )
+    except MemoryError:
+        # Nothing is built here: the traceback still holds the algorithm's frames
+        # and with them the memory it took; they are freed when this block ends.
+        kind = "memory"
+    except AlgorithmError as exc:
+        kind, message = "error", str(exc)
+    except BaseException as exc:  # a plugin may raise anything, even SystemExit
+        kind, message = "exception", last_line(exc)
+    return Finished(kind=kind, message=message, result=result, finished=time.monotonic())
+
+
+def last_line(exc: BaseException) -> str:
+    """The last line of the traceback Python would print: `ValueError: boom`."""
+    text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+    return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 3] + "..."
+
+
+def _points(job: JobSpec) -> Sequence[Mapping[str, Any]]:
+    """The job's point dicts, read from its file when it has one."""
+    if job.points_path is None:
+        assert job.points is not None  # JobSpec.__post_init__ guarantees one of them
+        return job.points
+    with open(job.points_path, "rb") as file:
+        points: list[Mapping[str, Any]] = json.load(file)
+    return points
+
+
+def _report(reports: Connection, finished: Finished) -> NoReturn:
+    """Send the final report and leave at once, whatever threads the algorithm left.
+
+    Output is flushed first: the parent kills the process group once it has the report.
+    """
+    code = 0
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        reports.send(finished)
+    except MemoryError:
+        code = EXIT_NO_MEMORY
+    except BaseException:
+        traceback.print_exc()
+        sys.stderr.flush()
+        code = 1
+    os._exit(code)
+
+
+def _limit_resources(memory_limit: int | None) -> None:
+    """No core files; an address space of at most `memory_limit` bytes."""
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    if memory_limit is not None:
+        _soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+        limit = memory_limit if hard == resource.RLIM_INFINITY else min(memory_limit, hard)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+def _die_with_parent() -> None:
+    """Kill this process group when the worker that started it goes away."""
+    parent = parent_process()
+    if parent is None:
+        return
+    sentinel = parent.sentinel
+
+    def watch() -> None:
+        wait([sentinel])
+        os.killpg(os.getpgrp(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="mlworker-parent-watch", daemon=True).start()
