@@ -1,0 +1,106 @@
+"""Form fields for the protocol's encodings: JSON text in form fields and ``true``/``false``.
+
+JSON is parsed strictly: ``NaN``, ``Infinity`` and numbers too large for a float are
+refused, because the protocol promises finite numbers everywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from django import forms
+from django.core.exceptions import ValidationError
+
+TRUE_TEXTS = frozenset({"true", "1"})
+FALSE_TEXTS = frozenset({"false", "0"})
+
+
+def _reject_constant(text: str) -> float:
+    raise ValueError(f"{text} is not allowed: numbers must be finite")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is too large: numbers must be finite")
+    return value
+
+
+def parse_json(text: str) -> Any:
+    """Parse JSON text, refusing NaN and infinities (raises ``ValueError``)."""
+    return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+
+
+def is_number(value: object) -> bool:
+    """True for ints and finite floats (not booleans, which JSON keeps apart)."""
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
+
+
+class JSONTextField(forms.Field):
+    """A form field holding JSON text that must decode to ``expected`` (list or dict)."""
+
+    def __init__(self, expected: type, *, what: str, **kwargs: Any) -> None:
+        self.expected = expected
+        self.what = what
+        kwargs.setdefault("required", False)
+        super().__init__(**kwargs)
+
+    def to_python(self, value: Any) -> Any:
+        if value in self.empty_values:
+            return None
+        if isinstance(value, self.expected):
+            return value
+        try:
+            decoded = parse_json(str(value))
+        except RecursionError:
+            raise ValidationError(f"must be {self.what} in JSON text, nested less deeply") from None
+        except ValueError as error:
+            raise ValidationError(f"must be {self.what} in JSON text ({error})") from error
+        if not isinstance(decoded, self.expected):
+            kind = type(decoded).__name__
+            raise ValidationError(f"must be {self.what} in JSON text, not a JSON {kind}")
+        return decoded
+
+
+class BooleanTextField(forms.Field):
+    """``true`` or ``false`` (any case; ``1``/``0`` too); empty means ``default``."""
+
+    def __init__(self, *, default: bool, **kwargs: Any) -> None:
+        self.default = default
+        kwargs.setdefault("required", False)
+        super().__init__(**kwargs)
+
+    def to_python(self, value: Any) -> bool:
+        if value in self.empty_values:
+            return self.default
+        text = str(value).strip().lower()
+        if text in TRUE_TEXTS:
+            return True
+        if text in FALSE_TEXTS:
+            return False
+        raise ValidationError(f"must be true or false, not {str(value)[:40]!r}")
+
+
+def float_field(low: float, high: float) -> forms.FloatField:
+    """An optional float in ``[low, high]`` (Django refuses NaN and infinities)."""
+    allowed = f"must be a finite number from {low:g} to {high:g}"
+    messages = {"invalid": allowed, "min_value": allowed, "max_value": allowed}
+    return forms.FloatField(required=False, min_value=low, max_value=high, error_messages=messages)
+
+
+def int_field(low: int, high: int, *, required: bool) -> forms.IntegerField:
+    """An integer in ``[low, high]`` with a message that says so."""
+    allowed = f"must be a whole number from {low} to {high}"
+    messages = {
+        "invalid": allowed,
+        "min_value": allowed,
+        "max_value": allowed,
+        "required": f"is required ({allowed[5:]})",
+    }
+    return forms.IntegerField(
+        required=required, min_value=low, max_value=high, error_messages=messages
+    )

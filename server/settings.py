@@ -1,0 +1,157 @@
+"""Django settings of the reference job server, read once from the environment.
+
+Environment (``mlworker-server`` sets the first two from its flags):
+
+- ``MLWORKER_SERVER_DATA_DIR``: where the SQLite database, the media files and the secret
+  key live (default ``./mlworker-data``).
+- ``MLWORKER_SERVER_LEASE_GRACE``: seconds a claimed job may outlive its time limit before
+  it is handed out again (default 60).
+- ``DATABASE_URL``: a dj-database-url URL (e.g. ``postgres://...``) replacing SQLite.
+- ``MLWORKER_SERVER_ALLOWED_HOSTS``, ``MLWORKER_SERVER_CSRF_TRUSTED_ORIGINS``: comma-separated
+  additions for deployments reached under another name than loopback.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+import dj_database_url
+
+
+def _env_list(name: str) -> list[str]:
+    return [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()]
+
+
+def _secret_key(path: Path) -> str:
+    """Read the secret key, creating it once.
+
+    The key is written to a private temporary file and linked into place, so concurrent
+    first starts agree on one key and nobody reads a half-written file.
+    """
+    if not path.exists():
+        draft = path.with_name(f".{path.name}.{os.getpid()}")
+        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as handle:
+            handle.write(secrets.token_urlsafe(50) + "\n")
+        try:
+            os.link(draft, path)
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink()
+    return path.read_text(encoding="ascii").strip()
+
+
+def _databases(data_dir: Path) -> dict[str, dict[str, Any]]:
+    url = os.environ.get("DATABASE_URL", "").strip()
+    if url:
+        return {
+            "default": dict(dj_database_url.parse(url, conn_max_age=60, conn_health_checks=True))
+        }
+    # WAL lets readers run beside the one writer; IMMEDIATE takes the write lock when a
+    # transaction starts, so two claims never both read the same pending job first.
+    return {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": data_dir / "db.sqlite3",
+            "CONN_MAX_AGE": 60,
+            "OPTIONS": {
+                # synchronous stays FULL: an accepted result must survive a power cut, since
+                # the worker deletes its own copy once the server has answered.
+                "init_command": "PRAGMA journal_mode=WAL",
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 30,
+            },
+        }
+    }
+
+
+DATA_DIR = Path(os.environ.get("MLWORKER_SERVER_DATA_DIR") or "mlworker-data").resolve()
+DATA_DIR.mkdir(parents=True, exist_ok=True)
+
+SECRET_KEY = _secret_key(DATA_DIR / "secret_key")
+DEBUG = False
+ALLOWED_HOSTS = ["127.0.0.1", "localhost", "[::1]", *_env_list("MLWORKER_SERVER_ALLOWED_HOSTS")]
+CSRF_TRUSTED_ORIGINS = _env_list("MLWORKER_SERVER_CSRF_TRUSTED_ORIGINS")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "server.apps.ServerConfig",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "server.urls"
+WSGI_APPLICATION = "server.wsgi.application"
+CSRF_FAILURE_VIEW = "server.views.errors.csrf_failure"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = _databases(DATA_DIR)
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+# Relative, so Django prefixes them with the script name when served under a path prefix.
+STATIC_URL = "static/"
+MEDIA_URL = "media/"
+MEDIA_ROOT = DATA_DIR / "media"
+
+# Result labels of a large dataset arrive as form fields: allow a generous body. A picture
+# may be 5 MiB: pictures are checked by the upload view, which answers 413 itself.
+PICTURE_MAX_BYTES = 5 * 1024 * 1024
+DATA_UPLOAD_MAX_MEMORY_SIZE = 32 * 1024 * 1024
+FILE_UPLOAD_MAX_MEMORY_SIZE = PICTURE_MAX_BYTES + 1024 * 1024
+FILE_UPLOAD_PERMISSIONS = 0o644
+FILE_UPLOAD_HANDLERS = [
+    "server.uploads.SizeLimitUploadHandler",
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
+
+# Job leases: a claim lasts the job's time limit (or the default) plus the grace.
+JOB_DEFAULT_TIME_LIMIT = 300
+JOB_MAX_TIME_LIMIT = 7 * 24 * 3600
+JOB_MAX_ATTEMPTS = 3
+JOB_LEASE_GRACE = int(os.environ.get("MLWORKER_SERVER_LEASE_GRACE") or 60)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["stderr"], "level": "WARNING"},
+    "loggers": {"server": {"level": "INFO"}},
+}

@@ -1,0 +1,1 @@
+"""The job server's views, one module per part of the protocol."""

@@ -1,0 +1,100 @@
+"""Submitting jobs, claiming them, and looking at them."""
+
+from __future__ import annotations
+
+import secrets
+
+from django.contrib.auth.models import User
+from django.http import HttpRequest, HttpResponse
+
+from server.forms import SubmitForm
+from server.leases import claim_job, expire_leases
+from server.models import Dataset, Job, Round
+from server.views.common import (
+    ADMIN_REQUIRED,
+    ClientError,
+    api_view,
+    json_response,
+    user_of,
+    valid_form,
+)
+from server.wire import job_details, job_result
+
+SEED_LIMIT = 2**31
+
+
+def _round_for(user: User, round_id: int, dataset: Dataset) -> Round:
+    """The round a job is submitted to, if the caller may submit to it."""
+    round_ = Round.objects.filter(pk=round_id).first()
+    if round_ is None:
+        raise ClientError(404, f"no round with id {round_id}", {"round": "unknown round"})
+    if round_.dataset_id != dataset.pk:
+        raise ClientError(
+            400,
+            f"invalid round: round {round_id} is on dataset {round_.dataset_id}, not {dataset.pk}",
+            {"round": f"is on dataset {round_.dataset_id}"},
+        )
+    if not user.is_staff and not round_.participants.filter(pk=user.pk).exists():
+        raise ClientError(
+            403, f"join round {round_id} before submitting to it", {"round": "not joined"}
+        )
+    if not round_.open:
+        raise ClientError(409, f"round {round_id} ({round_.name}) is closed", {"round": "closed"})
+    return round_
+
+
+@api_view(method="POST")
+def submit(request: HttpRequest) -> HttpResponse:
+    """Queue a job; the server picks its seed so that reruns are reproducible."""
+    user = user_of(request)
+    data = valid_form(SubmitForm(request.POST))
+    if data["time_limit"] is not None and not user.is_staff:
+        raise ClientError(403, ADMIN_REQUIRED, {"time_limit": "only admins may set a time limit"})
+    dataset = Dataset.objects.filter(pk=data["dataset"]).first()
+    if dataset is None:
+        raise ClientError(
+            404, f"no dataset with id {data['dataset']}", {"dataset": "unknown dataset"}
+        )
+    round_ = None if data["round"] is None else _round_for(user, data["round"], dataset)
+    job = Job.objects.create(
+        owner=user,
+        algorithm=data["algorithm"],
+        dataset=dataset,
+        params=data["params"],
+        round=round_,
+        time_limit=data["time_limit"],
+        seed=secrets.randbelow(SEED_LIMIT),
+    )
+    return json_response({"job": job.pk}, status=201)
+
+
+def get_job(job_id: int) -> Job:
+    """The job with that id (leases swept first, so its state is current), or ``404``."""
+    expire_leases()
+    job = Job.objects.select_related("round").filter(pk=job_id).first()
+    if job is None:
+        raise ClientError(404, f"no job with id {job_id}")
+    return job
+
+
+@api_view(method="GET")
+def result(request: HttpRequest, job_id: int) -> HttpResponse:
+    """A job's status, scores, message and pictures, for its owner or an admin."""
+    job = get_job(job_id)
+    staff = request.user.is_staff
+    if not staff and job.owner_id != request.user.pk:
+        raise ClientError(403, f"job {job_id} is not yours: only its owner or an admin may see it")
+    return json_response(job_result(job, staff=staff))
+
+
+@api_view(method="GET", staff=True)
+def details(request: HttpRequest, job_id: int) -> HttpResponse:
+    """What a worker needs to run a job."""
+    return json_response(job_details(get_job(job_id)))
+
+
+@api_view(method="POST", staff=True)
+def request_job(request: HttpRequest) -> HttpResponse:
+    """Claim the oldest pending job for the worker named in ``X-Worker``."""
+    job = claim_job(request.headers.get("X-Worker", ""))
+    return json_response({"job": None if job is None else job.pk})

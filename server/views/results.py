@@ -1,0 +1,132 @@
+"""What workers send back: pictures, then the result (``update``), both idempotent.
+
+A repeated update is recognised by a digest of its normalized fields, so a worker that
+never saw the answer to its update may send it again and get ``duplicate``; the same
+picture bytes twice for a job are stored once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from django.core.files.base import ContentFile
+from django.db import IntegrityError, transaction
+from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
+
+from server.forms import UpdateForm
+from server.models import Job, Picture
+from server.uploads import OversizedFile
+from server.views.common import ClientError, api_view, json_response, valid_form
+from server.wire import set_sizes
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+RESULT_FIELDS = (
+    "score_test",
+    "score_validation",
+    "labels_training",
+    "labels_test",
+    "labels_validation",
+    "extra_scores_test",
+    "extra_scores_validation",
+    "message",
+)
+
+
+def _locked_job(job_id: int) -> Job:
+    """The job, row-locked where the database can (call inside a transaction), or 404."""
+    job = Job.objects.select_for_update().filter(pk=job_id).first()
+    if job is None:
+        raise ClientError(404, f"no job with id {job_id}")
+    return job
+
+
+def result_digest(data: dict[str, Any]) -> str:
+    """A digest of an update's normalized fields: equal for the same result, however sent."""
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _refuse_finished(job: Job, digest: str) -> HttpResponse:
+    if job.update_digest and job.update_digest == digest:
+        return json_response({"success": True, "duplicate": True})
+    raise ClientError(
+        409, f"job {job.pk} is already {job.status}: a different result was recorded before"
+    )
+
+
+@api_view(method="POST", staff=True)
+def update(request: HttpRequest, job_id: int) -> HttpResponse:
+    """Finish a running job with a worker's result (or failure).
+
+    Leases are deliberately not swept here: a result arriving after its lease passed is
+    still a good result, and taking it beats running the job again.
+    """
+    job = Job.objects.select_related("dataset").filter(pk=job_id).first()
+    if job is None:
+        raise ClientError(404, f"no job with id {job_id}")
+    data = valid_form(UpdateForm(request.POST, set_sizes=set_sizes(job.dataset)))
+    digest = result_digest(data)
+    with transaction.atomic():
+        job = _locked_job(job_id)
+        if job.status in ("done", "failed"):
+            return _refuse_finished(job, digest)
+        if job.status != "running":
+            raise ClientError(
+                409, f"job {job_id} is {job.status}: only a running job can be updated"
+            )
+        for name in RESULT_FIELDS:
+            setattr(job, name, data[name])
+        job.status = "done" if data["success"] else "failed"
+        job.finished = timezone.now()
+        job.lease_expires = None
+        job.update_digest = digest
+        job.save()
+    return json_response({"success": True})
+
+
+def _png_upload(request: HttpRequest) -> bytes:
+    """The bytes of the ``picture`` field, if it is a PNG of at most the allowed size."""
+    upload = request.FILES.get("picture")
+    if upload is None:
+        raise ClientError(
+            400,
+            "invalid picture: send a PNG file in the multipart field 'picture'",
+            {"picture": "is required (a PNG file)"},
+        )
+    if isinstance(upload, OversizedFile):
+        raise ClientError(
+            413,
+            f"picture too large: {upload.size} bytes, at most 5 MiB allowed",
+            {"picture": "must be at most 5 MiB"},
+        )
+    data = upload.read()
+    if not data.startswith(PNG_SIGNATURE):
+        raise ClientError(
+            400, "invalid picture: the file is not a PNG image", {"picture": "must be a PNG image"}
+        )
+    return data
+
+
+@api_view(method="POST", staff=True)
+def add_picture(request: HttpRequest, job_id: int) -> HttpResponse:
+    """Store a PNG for a running job as ``jobs/<id>/<n>.png``."""
+    if not Job.objects.filter(pk=job_id).exists():
+        raise ClientError(404, f"no job with id {job_id}")
+    data = _png_upload(request)
+    digest = hashlib.sha256(data).hexdigest()
+    duplicate = {"success": True, "duplicate": True}
+    try:
+        with transaction.atomic():
+            job = _locked_job(job_id)
+            if job.status != "running":
+                raise ClientError(409, f"job {job_id} is {job.status}: pictures only while running")
+            if job.pictures.filter(sha256=digest).exists():
+                return json_response(duplicate, status=201)
+            picture = Picture(job=job, sha256=digest)
+            picture.file.save(f"{job.pictures.count() + 1}.png", ContentFile(data), save=True)
+    except IntegrityError:
+        return json_response(duplicate, status=201)
+    return json_response({"success": True}, status=201)

@@ -1,0 +1,96 @@
+"""Models to the protocol's JSON shapes (dataset info, points, job details and results)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from django.conf import settings
+from django.db.models import Count, Q, QuerySet
+from django.urls import reverse
+
+from server.models import SETS, Dataset, Job, Point
+
+HIDDEN_SETS = frozenset({"test", "validation"})
+
+
+def with_set_counts(datasets: QuerySet[Dataset]) -> QuerySet[Dataset]:
+    """Annotate each dataset with its number of points per set (``n_training``...)."""
+    counts = {
+        f"n_{name}": Count("points", filter=Q(points__set=name), distinct=False) for name in SETS
+    }
+    return datasets.annotate(**counts)
+
+
+def set_sizes(dataset: Dataset) -> dict[str, int]:
+    """The number of points of each set of ``dataset``."""
+    sizes = dict.fromkeys(SETS, 0)
+    rows = dataset.points.values_list("set").annotate(n=Count("id")).order_by()
+    sizes.update({set_name: n for set_name, n in rows})
+    return sizes
+
+
+def dataset_info(dataset: Dataset) -> dict[str, Any]:
+    """The protocol's dataset info; ``dataset`` must come from :func:`with_set_counts`."""
+    return {
+        "name": dataset.name,
+        "description": dataset.description,
+        "task": dataset.task,
+        "features": list(dataset.features),
+        "target": dataset.target,
+        "version": dataset.version,
+        "points": {name: getattr(dataset, f"n_{name}") for name in SETS},
+    }
+
+
+def point_dicts(dataset: Dataset, *, hide_labels: bool) -> Iterator[dict[str, Any]]:
+    """The dataset's points as wire dicts, by id; test/validation labels nulled if hidden."""
+    rows = Point.objects.filter(dataset=dataset).order_by("id")
+    target = dataset.target
+    for pk, set_name, values, label in rows.values_list("id", "set", "values", "label"):
+        hidden = hide_labels and set_name in HIDDEN_SETS
+        yield {"id": pk, **values, target: None if hidden else label, "set": set_name}
+
+
+def job_details(job: Job) -> dict[str, Any]:
+    """What a worker needs to run ``job``: the effective time limit its lease is based on."""
+    return {
+        "id": job.pk,
+        "algorithm": job.algorithm,
+        "dataset": job.dataset_id,
+        "params": job.params,
+        "time_limit": job.time_limit or settings.JOB_DEFAULT_TIME_LIMIT,
+        "seed": job.seed,
+        "attempt": job.attempt,
+    }
+
+
+def validation_hidden(job: Job, *, staff: bool) -> bool:
+    """Validation scores stay hidden from students while the job's round is open.
+
+    Jobs outside any round have nothing to compete for, so their owners see everything.
+    """
+    return not staff and job.round is not None and job.round.open
+
+
+def job_result(job: Job, *, staff: bool) -> dict[str, Any]:
+    """The protocol's job result, as its owner (``staff=False``) or an admin sees it."""
+    hidden = validation_hidden(job, staff=staff)
+    return {
+        "id": job.pk,
+        "status": job.status,
+        "algorithm": job.algorithm,
+        "dataset": job.dataset_id,
+        "round": job.round_id,
+        "params": job.params,
+        "attempt": job.attempt,
+        "score_test": job.score_test,
+        "score_validation": None if hidden else job.score_validation,
+        "extra_scores_test": job.extra_scores_test,
+        "extra_scores_validation": None if hidden else job.extra_scores_validation,
+        "message": job.message,
+        "pictures": [
+            reverse("media", kwargs={"path": picture.file.name})
+            for picture in job.pictures.order_by("id")
+        ],
+    }

@@ -1,0 +1,9 @@
+"""The WSGI application (``mlworker-server run`` serves it with gunicorn)."""
+
+import os
+
+from django.core.wsgi import get_wsgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "server.settings")
+
+application = get_wsgi_application()
