@@ -20,25 +20,20 @@ and scores matter more than its pictures.
 
 from __future__ import annotations
 
-import contextlib
 import io
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.cm import ScalarMappable
-from matplotlib.colors import ListedColormap, Normalize
 from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
 from matplotlib.ticker import AutoLocator
 from sklearn.decomposition import PCA
-from sklearn.inspection import DecisionBoundaryDisplay
 from sklearn.metrics import ConfusionMatrixDisplay, PredictionErrorDisplay
 
+from algorithms.colouring import Categories, Scale, colouring_for, handle
 from algorithms.dataset import SETS, Dataset
 
 __all__ = ["MAX_PNG_BYTES", "Picture", "draw_pictures"]
@@ -50,12 +45,8 @@ DPI = 100
 FALLBACK_DPI = 50  # a second try when a picture comes out larger than MAX_PNG_BYTES
 GRID_RESOLUTION = 100  # predictions per axis for regions and surfaces
 MARKERS = {"training": "o", "test": "s", "validation": "^"}
-NOISE_LABEL = -1  # what scikit-learn's clusterers call the points they leave out
-NOISE_COLOR = (0.75, 0.75, 0.75, 1.0)
-MAX_LEGEND_ENTRIES = 20
 _SET_OFFSET = {"training": 0.0, "test": -0.15, "validation": 0.15}  # rows of 1-feature plots
 _EDGE: dict[str, Any] = {"edgecolors": "black", "linewidths": 0.4}
-_HANDLE: dict[str, Any] = {"linestyle": "", "markersize": 8, "markeredgecolor": "black"}
 
 
 @dataclass(frozen=True)
@@ -204,112 +195,13 @@ def _reason(error: Exception) -> str:
     return text if len(text) <= 300 else text[:299] + "…"
 
 
-@dataclass(frozen=True)
-class _Categories:
-    """Distinct labels, each with its own colour; clustering's noise is grey."""
-
-    labels: tuple[Any, ...]
-    title: str
-    has_noise: bool = False
-
-    @classmethod
-    def of(cls, arrays: Iterable[np.ndarray | None], title: str, noise: bool) -> _Categories:
-        """The sorted distinct values; with ``noise``, NOISE_LABEL is noise, not a label."""
-        values = [v for a in arrays if a is not None for v in np.asarray(a).tolist()]
-        unique = list(dict.fromkeys(v for v in values if not (noise and v == NOISE_LABEL)))
-        with contextlib.suppress(TypeError):  # mixed types keep their first-seen order
-            unique.sort()
-        return cls(tuple(unique), title, noise and NOISE_LABEL in values)
-
-    @property
-    def colors(self) -> list[tuple[float, ...]]:
-        n = len(self.labels)
-        if n <= 20:
-            cmap = colormaps["tab10" if n <= 10 else "tab20"]
-            return [tuple(cmap(i)) for i in range(n)]
-        return [tuple(c) for c in colormaps["turbo"](np.linspace(0.0, 1.0, n))]
-
-    def codes(self, values: np.ndarray) -> np.ndarray:
-        """Each value's position among the labels; noise (or an unknown value) is -1."""
-        index = {label: i for i, label in enumerate(self.labels)}
-        return np.array([index.get(v, -1) for v in np.asarray(values).tolist()], dtype=int)
-
-    def style(self, values: np.ndarray) -> dict[str, Any]:
-        palette = np.array([*self.colors, NOISE_COLOR])  # code -1 picks the last row
-        return {"c": palette[self.codes(values)]}
-
-    def draw_surface(self, axes: Axes, xx0: np.ndarray, xx1: np.ndarray, predicted: Any) -> None:
-        # pcolormesh, not contourf: contourf interpolates between class numbers and
-        # draws slivers of a third class along the border of two others.
-        n = len(self.labels)
-        kwargs: dict[str, Any] = {"vmin": -0.5, "vmax": n - 0.5, "alpha": 0.35}
-        if n == 2:  # the display colours two classes with a colormap, more with a list
-            kwargs["cmap"] = ListedColormap(self.colors)
-        response = np.ma.masked_less(self.codes(predicted).reshape(xx0.shape), 0)  # noise
-        display = DecisionBoundaryDisplay(
-            xx0=xx0, xx1=xx1, n_classes=n, response=response, multiclass_colors=self.colors
-        )
-        display.plot(ax=axes, plot_method="pcolormesh", **kwargs)
-
-    def add_key(self, figure: Figure, axes: Axes) -> None:
-        handles = [_handle(str(k), c) for k, c in zip(self.labels, self.colors, strict=True)]
-        if len(handles) > MAX_LEGEND_ENTRIES:
-            more = len(handles) - MAX_LEGEND_ENTRIES + 1
-            handles = [*handles[: MAX_LEGEND_ENTRIES - 1], _handle(f"and {more} more", "white")]
-        if self.has_noise:
-            handles.append(_handle("noise", NOISE_COLOR))
-        figure.legend(handles=handles, title=self.title, loc="outside right lower")
-
-
-@dataclass(frozen=True)
-class _Scale:
-    """A continuous colour scale for regression values."""
-
-    norm: Normalize
-    title: str
-
-    @classmethod
-    def of(cls, arrays: Iterable[np.ndarray | None], title: str) -> _Scale:
-        values = np.concatenate([np.asarray(a, dtype=float) for a in arrays if a is not None])
-        low, high = float(values.min()), float(values.max())
-        return cls(Normalize(low, high if high > low else low + 1.0), title)
-
-    def style(self, values: np.ndarray) -> dict[str, Any]:
-        return {"c": np.asarray(values, dtype=float), "cmap": "viridis", "norm": self.norm}
-
-    def draw_surface(self, axes: Axes, xx0: np.ndarray, xx1: np.ndarray, predicted: Any) -> None:
-        response = np.asarray(predicted, dtype=float).reshape(xx0.shape)
-        display = DecisionBoundaryDisplay(xx0=xx0, xx1=xx1, n_classes=2, response=response)
-        display.plot(ax=axes, plot_method="pcolormesh", cmap="viridis", norm=self.norm, alpha=0.5)
-
-    def add_key(self, figure: Figure, axes: Axes) -> None:
-        figure.colorbar(ScalarMappable(self.norm, "viridis"), ax=axes, label=self.title)
-
-
-def _colouring(
-    dataset: Dataset, arrays: Iterable[np.ndarray | None], *, truth: bool
-) -> _Categories | _Scale:
-    """Colours for these labels or values; ``truth`` says whether they are the true ones."""
-    title = f"{'true' if truth else 'predicted'} {dataset.target}"
-    if dataset.task == "regression":
-        return _Scale.of(arrays, title)
-    if dataset.task == "clustering":
-        return _Categories.of(arrays, "cluster", noise=True)
-    return _Categories.of(arrays, title, noise=False)
-
-
-def _handle(label: str, color: Any, marker: str = "o") -> Line2D:
-    """A legend entry: one marker of the given colour."""
-    return Line2D([], [], marker=marker, markerfacecolor=color, label=label, **_HANDLE)
-
-
 def _scatter(
     figure: Figure,
     axes: Axes,
     result: _Result,
     xy: Callable[[_Points], np.ndarray],
     values: Callable[[_Points], np.ndarray],
-    colouring: _Categories | _Scale,
+    colouring: Categories | Scale,
 ) -> None:
     """Draw every set with its own marker, then the keys to markers and colours."""
     size = 30.0 if len(result.all_X) <= 500 else 12.0
@@ -319,7 +211,7 @@ def _scatter(
             coords[:, 0], coords[:, 1], marker=MARKERS[p.set_name], s=size, **_EDGE, **style
         )
     handles = [
-        _handle(f"{p.set_name} ({len(p.X)})", "white", MARKERS[p.set_name]) for p in result.sets
+        handle(f"{p.set_name} ({len(p.X)})", "white", MARKERS[p.set_name]) for p in result.sets
     ]
     figure.legend(handles=handles, title="set (points)", loc="outside right upper")
     colouring.add_key(figure, axes)
@@ -331,7 +223,7 @@ def _draw_regions(figure: Figure, result: _Result) -> None:
     xx0, xx1 = np.meshgrid(*(_axis_range(all_X[:, i], GRID_RESOLUTION) for i in (0, 1)))
     predicted = np.asarray(result.estimator.predict(np.c_[xx0.ravel(), xx1.ravel()]))
     shown = [predicted, *map(result.shown, result.sets)]
-    colouring = _colouring(dataset, shown, truth=True)
+    colouring = colouring_for(dataset, shown, truth=True)
     axes = figure.add_subplot()
     colouring.draw_surface(axes, xx0, xx1, predicted)
     _scatter(figure, axes, result, lambda p: p.X, result.shown, colouring)
@@ -359,7 +251,7 @@ def _draw_map(figure: Figure, result: _Result) -> None:
             for n, v in zip(("first", "second"), share, strict=True)
         )
         what = f"{what}, {len(dataset.features)} features projected by PCA"
-    colouring = _colouring(dataset, [p.y_pred for p in result.sets], truth=False)
+    colouring = colouring_for(dataset, [p.y_pred for p in result.sets], truth=False)
     axes = figure.add_subplot()
     _scatter(figure, axes, result, lambda p: project(p.X), lambda p: p.y_pred, colouring)
     axes.set(xlabel=names[0], ylabel=names[1])
@@ -373,9 +265,9 @@ def _draw_feature_plot(figure: Figure, result: _Result) -> None:
     line_y = (
         np.asarray(estimator.predict(line_x[:, None])) if hasattr(estimator, "predict") else None
     )
-    colouring = _colouring(dataset, [line_y, *map(result.shown, result.sets)], truth=True)
+    colouring = colouring_for(dataset, [line_y, *map(result.shown, result.sets)], truth=True)
     axes = figure.add_subplot()
-    categories = colouring if isinstance(colouring, _Categories) else None
+    categories = colouring if isinstance(colouring, Categories) else None
     if categories is not None:  # one row per label
         noise = ["noise"] if categories.has_noise else []
         axes.set_yticks(
@@ -404,7 +296,7 @@ def _draw_feature_plot(figure: Figure, result: _Result) -> None:
 def _draw_confusion_matrix(figure: Figure, result: _Result) -> None:
     """How often each true class of the test set was predicted as each class."""
     test, target = result.test_set(), result.dataset.target
-    labels = _Categories.of([test.y_true, test.y_pred], target, noise=False).labels
+    labels = Categories.of([test.y_true, test.y_pred], target, noise=False).labels
     names = [str(label) for label in labels]
     side = min(14.0, max(6.0, 0.5 * len(labels) + 3.0))
     figure.set_size_inches(side + 1.0, side)
