@@ -46,7 +46,9 @@ class Deliverer:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._passed = threading.Condition()
-        self._waiting: int | None = None  # results left after the last pass
+        self._started = 0  # passes begun
+        self._finished = 0  # the number of the last pass that ended
+        self._waiting: int | None = None  # results left after that pass
         self._thread = threading.Thread(target=self._run, name="mlworker-delivery", daemon=True)
 
     def start(self) -> None:
@@ -58,10 +60,18 @@ class Deliverer:
         self._wake.set()
 
     def wait_drained(self, timeout: float) -> bool:
-        """Wait up to `timeout` seconds for a pass that leaves the spool empty."""
+        """Wait up to `timeout` seconds for a pass that leaves the spool empty.
+
+        Only a pass that begins after this call counts: one under way may
+        have listed the spool before the latest result was written.
+        """
+        with self._passed:
+            after = self._started
         self.wake()
         with self._passed:
-            return self._passed.wait_for(lambda: self._waiting == 0, timeout)
+            return self._passed.wait_for(
+                lambda: self._finished > after and self._waiting == 0, timeout
+            )
 
     def stop(self, grace: float) -> None:
         """Make one last pass (bounded by `grace` seconds) and end the thread."""
@@ -74,11 +84,16 @@ class Deliverer:
 
     def _run(self) -> None:
         while True:
+            last = self._stop.is_set()  # the last pass begins after stop(): it sees every result
+            with self._passed:
+                self._started += 1
+                number = self._started
             report = self._pass()
             with self._passed:
+                self._finished = number
                 self._waiting = report.waiting if report else self._outbox.count()
                 self._passed.notify_all()
-            if self._stop.is_set():
+            if last:
                 return
             if report is None or report.error is not None:
                 wait = self._backoff.next()

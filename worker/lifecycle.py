@@ -16,6 +16,10 @@ import time
 from collections.abc import Callable
 from types import FrameType
 
+import structlog
+
+_log = structlog.get_logger(__name__)
+
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 HEARTBEAT = 5.0  # seconds between heartbeats during a long wait
 
@@ -42,10 +46,24 @@ class Shutdown:
     def _drain(self) -> int:
         while True:
             try:
-                self._signals.get_nowait()
+                signum = self._signals.get_nowait()
             except queue.Empty:
                 return self._received
-            self._received += 1
+            self._count(signum)
+
+    def _count(self, signum: int) -> None:
+        """Take one stop signal into account, and say in the log what it means now.
+
+        The log line also tells whoever sent it that the signal has been seen:
+        two signals sent at once may reach the process as one.
+        """
+        self._received += 1
+        action = (
+            "finish the running job (if any), then stop"
+            if self._received == 1
+            else "abort and stop"
+        )
+        _log.warning("stop signal received", signal=signal.Signals(signum).name, action=action)
 
     @property
     def stopping(self) -> bool:
@@ -66,10 +84,10 @@ class Shutdown:
         deadline = time.monotonic() + seconds
         while not self.stopping and (left := deadline - time.monotonic()) > 0:
             try:
-                self._signals.get(timeout=min(left, HEARTBEAT))
+                signum = self._signals.get(timeout=min(left, HEARTBEAT))
             except queue.Empty:
                 pass
             else:
-                self._received += 1
+                self._count(signum)
             if heartbeat is not None:
                 heartbeat()

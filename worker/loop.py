@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 
@@ -24,7 +24,13 @@ from worker.api import API
 from worker.backoff import Backoff
 from worker.cache import DatasetCache
 from worker.config import Settings
-from worker.errors import APIError, NotFoundError, PermissionDeniedError, TransientError
+from worker.errors import (
+    APIError,
+    AuthenticationError,
+    NotFoundError,
+    PermissionDeniedError,
+    TransientError,
+)
 from worker.execute import JobOutcome, JobRunner, JobSpec
 from worker.lifecycle import Shutdown
 from worker.logs import job_context
@@ -34,6 +40,7 @@ from worker.reporting import Reporter
 _log = structlog.get_logger(__name__)
 
 MESSAGE_LIMIT = 10_000  # characters the protocol allows in `message`
+_T = TypeVar("_T")
 
 
 class JobFailed(Exception):
@@ -82,10 +89,8 @@ class JobLoop:
     def _process(self, job_id: int) -> None:
         started = time.monotonic()
         with job_context(worker_id=self.worker_id, job_id=job_id):
-            try:
-                details = self.api.get_job_details(job_id)
-            except APIError as exc:  # the lease brings the job back to another worker
-                _log.error("job details unavailable; leaving the job to its lease", error=str(exc))
+            details = self._from_server(lambda: self.api.get_job_details(job_id))
+            if details is None:
                 return
             structlog.contextvars.bind_contextvars(
                 algorithm=details.get("algorithm"),
@@ -93,10 +98,12 @@ class JobLoop:
                 attempt=details.get("attempt"),
             )
             try:
-                spec = self._spec(job_id, details)
+                spec = self._from_server(lambda: self._spec(job_id, details))
             except JobFailed as exc:
                 self._spool(job_id, _failure(str(exc)), ())
                 _log.info("job failed before running", outcome="invalid", message=str(exc))
+                return
+            if spec is None:
                 return
             fetched = time.monotonic()
             dataset_name = spec.dataset_info.get("name", details.get("dataset"))
@@ -122,6 +129,27 @@ class JobLoop:
                 seconds_spool=round(ended - fetched - outcome.timings.total, 4),
                 seconds_total=round(ended - started, 4),
             )
+
+    def _from_server(self, call: Callable[[], _T]) -> _T | None:
+        """``call()``, which asks the server for what the claimed job needs, until it answers.
+
+        While the server is away (or the session cannot be renewed) the loop
+        probes at the idle maximum, as it does for claims: giving up would
+        leave the job to its lease, idle for its whole time limit plus grace.
+        None when a stop signal comes first or the server refuses for good
+        (404, no rights): the lease then brings the job back.
+        """
+        while True:
+            try:
+                return call()
+            except (TransientError, AuthenticationError) as exc:
+                if self.shutdown.stopping:
+                    _log.error("stopping; leaving the job to its lease", error=str(exc))
+                    return None
+                self._server_away(exc)
+            except APIError as exc:
+                _log.error("job unavailable; leaving the job to its lease", error=str(exc))
+                return None
 
     def _spec(self, job_id: int, details: Mapping[str, Any]) -> JobSpec:
         """The job as the job process needs it; JobFailed for what a student must fix."""
