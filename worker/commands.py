@@ -76,9 +76,14 @@ def run(args: argparse.Namespace) -> int:
     from worker.reporting import NotifyReporter, Tee
     from worker.sdnotify import Notifier
 
+    try:
+        metrics = start_metrics(settings)
+    except ConfigError as exc:
+        print(f"mlworker: invalid configuration: {exc}", file=sys.stderr)
+        return EX_CONFIG
     shutdown = Shutdown()
     shutdown.install()
-    reporter = Tee(NotifyReporter(Notifier.from_environ()), start_metrics(settings))
+    reporter = Tee(NotifyReporter(Notifier.from_environ()), metrics)
     return run_worker(settings, shutdown=shutdown, reporter=reporter, burst=args.burst)
 
 

@@ -1,0 +1,241 @@
+"""Several worker processes on one machine, under one supervisor.
+
+The supervisor imports numpy and scikit-learn once, then forks the workers,
+which share those pages copy-on-write. Like gunicorn's arbiter, it restarts
+a worker that dies (waiting longer after each quick death, so a crash loop
+does not spin), passes stop signals on with the same two-stage meaning
+(the first lets running jobs finish, the second aborts them), and stops for
+good on a boot failure: a worker exiting 78 (its login refused) ends the
+supervisor with 78 instead of being respawned forever. It alone speaks to
+systemd: READY=1 once logged in, STATUS= with what each worker does,
+WATCHDOG=1 while every worker keeps beating, STOPPING=1 on the way out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import select
+import signal
+import time
+from dataclasses import dataclass, field
+
+import structlog
+
+from worker.config import Settings
+from worker.daemon import EX_CONFIG, EX_OK, BootError, connect, default_worker_id, run_worker
+from worker.errors import ConfigError
+from worker.lifecycle import Shutdown
+from worker.metrics import start_metrics
+from worker.relay import PipeReporter, Report, ReportReader
+from worker.reporting import NotifyReporter, dispatch
+from worker.sdnotify import NOTIFY_ENV_VARS, Notifier
+
+_log = structlog.get_logger(__name__)
+
+RESTART_MIN = 1.0  # seconds before restarting a worker that died
+RESTART_MAX = 60.0  # the longest wait between restarts of a crash-looping worker
+STABLE_AFTER = 60.0  # a worker that ran this long starts the backoff afresh
+SILENT_AFTER = 60.0  # a worker silent this long is hung: no WATCHDOG=1 for the unit
+# The signal that passes on each stop stage. Two different signals, because the kernel
+# merges a signal into one already pending, and Python runs a handler once for several
+# deliveries: two quick SIGTERMs could reach a worker as one, and it would never abort.
+STAGE_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+@dataclass
+class Slot:
+    """One worker position: its process (if running), status and restart backoff."""
+
+    number: int
+    pid: int | None = None
+    started: float = 0.0
+    restart_at: float = 0.0
+    failures: int = 0
+    status: str = "starting"
+    last_seen: float = field(default_factory=time.monotonic)
+
+
+def supervise(settings: Settings, *, burst: bool = False) -> int:
+    """Run `settings.processes` workers until stopped; the exit status of the whole."""
+    import numpy  # noqa: F401 - imported once here, shared by the forked workers
+    import sklearn  # noqa: F401
+
+    import algorithms.builtin  # noqa: F401
+
+    shutdown = Shutdown()
+    shutdown.install()
+    notifier = Notifier.from_environ()
+    try:
+        api = connect(settings, default_worker_id(), shutdown, NotifyReporter(notifier))
+    except BootError as exc:
+        _log.error("cannot start", reason=str(exc))
+        return EX_CONFIG
+    if api is None:
+        return EX_OK
+    api.close()
+    try:
+        supervisor = Supervisor(settings, shutdown, notifier, burst=burst)
+    except ConfigError as exc:
+        _log.error("cannot start", reason=str(exc))
+        return EX_CONFIG
+    return supervisor.run()
+
+
+class Supervisor:
+    """The main loop: spawn, reap, restart, relay signals and reports."""
+
+    def __init__(
+        self, settings: Settings, shutdown: Shutdown, notifier: Notifier, *, burst: bool
+    ) -> None:
+        self.settings = settings
+        self.shutdown = shutdown
+        self.notifier = notifier
+        self.burst = burst
+        self.slots = [Slot(n) for n in range(settings.processes)]
+        self._signals_passed = 0
+        self._last_status = ""
+        self._exit = EX_OK
+        read_fd, self._write_fd = os.pipe()
+        os.set_blocking(read_fd, False)
+        self._reader = ReportReader(read_fd)
+        self._metrics = start_metrics(settings)
+
+    def run(self) -> int:
+        """Until every worker has stopped (after a stop signal, a burst or a boot failure)."""
+        for slot in self.slots:
+            self._spawn(slot)
+        self.notifier.ready(f"{len(self.slots)} worker processes started")
+        _log.info("supervisor ready", processes=len(self.slots))
+        while any(slot.pid is not None for slot in self.slots) or self._restarts_due():
+            self._pass_on_signals()
+            self._reap()
+            self._restart_due_workers()
+            self._read_reports(timeout=0.5)
+            self._tell_systemd()
+        self.notifier.stopping()
+        _log.info("supervisor stopped", exit_status=self._exit)
+        return self._exit
+
+    def _spawn(self, slot: Slot) -> None:
+        pid = os.fork()
+        if pid == 0:  # the worker: never returns
+            os._exit(self._worker_main(slot.number))
+        with contextlib.suppress(OSError):  # also here, against a race; the child may be gone
+            os.setpgid(pid, pid)
+        slot.pid, slot.started, slot.last_seen, slot.status = pid, time.monotonic(), 0, "starting"
+        _log.info("worker started", slot=slot.number, pid=pid)
+
+    def _worker_main(self, number: int) -> int:
+        code = 1
+        try:
+            # A process group of its own: a terminal's Ctrl-C goes to the foreground group,
+            # and a worker in it would count that signal on top of the one passed on, and
+            # abort its running job at the first Ctrl-C. Only the supervisor signals workers.
+            os.setpgid(0, 0)
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(signum, signal.SIG_DFL)
+            for name in NOTIFY_ENV_VARS:
+                os.environ.pop(name, None)
+            os.close(self._reader.fd)
+            shutdown = Shutdown()
+            shutdown.install()
+            reporter = PipeReporter(number, self._write_fd)
+            settings = self.settings
+            if settings.worker_id:  # one name per process, so the server tells them apart
+                settings = dataclasses.replace(settings, worker_id=f"{settings.worker_id}-{number}")
+            code = run_worker(settings, shutdown=shutdown, reporter=reporter, burst=self.burst)
+        except BaseException:
+            _log.exception("worker process failed")
+        return code
+
+    def _pass_on_signals(self) -> None:
+        """Each stop signal the supervisor got goes to every worker, once."""
+        received = 2 if self.shutdown.aborting else 1 if self.shutdown.stopping else 0
+        while self._signals_passed < received:
+            self._signals_passed += 1
+            stage = "finish running jobs" if self._signals_passed == 1 else "abort running jobs"
+            _log.info("stop signal passed on", stage=stage)
+            self.notifier.stopping(f"stopping: {stage}")
+            for slot in self.slots:
+                slot.restart_at = 0.0
+                if slot.pid is not None:
+                    _kill(slot.pid, STAGE_SIGNALS[self._signals_passed - 1])
+
+    def _reap(self) -> None:
+        for slot in self.slots:
+            if slot.pid is None:
+                continue
+            pid, status = os.waitpid(slot.pid, os.WNOHANG)
+            if pid == 0:
+                continue
+            code = os.waitstatus_to_exitcode(status)
+            slot.pid = None
+            _log.info("worker exited", slot=slot.number, pid=pid, exit_status=code)
+            self._after_exit(slot, code)
+
+    def _after_exit(self, slot: Slot, code: int) -> None:
+        if code == EX_CONFIG and self._exit == EX_OK:
+            _log.error("a worker cannot start as configured; stopping all", slot=slot.number)
+            self._exit = EX_CONFIG
+            self.shutdown.request()
+        if self.shutdown.stopping or (self.burst and code == EX_OK):
+            slot.status = "stopped"
+            return
+        ran = time.monotonic() - slot.started
+        slot.failures = 0 if ran >= STABLE_AFTER else slot.failures + 1
+        delay = min(RESTART_MAX, RESTART_MIN * 2 ** max(slot.failures - 1, 0))
+        slot.restart_at = time.monotonic() + delay
+        slot.status = f"restarting in {delay:.0f} s"
+        _log.warning("worker died; restarting", slot=slot.number, exit_status=code, delay=delay)
+
+    def _restarts_due(self) -> bool:
+        return not self.shutdown.stopping and any(s.restart_at for s in self.slots)
+
+    def _restart_due_workers(self) -> None:
+        now = time.monotonic()
+        for slot in self.slots:
+            if slot.pid is None and slot.restart_at and slot.restart_at <= now:
+                slot.restart_at = 0.0
+                if not self.shutdown.stopping:
+                    self._spawn(slot)
+
+    def _read_reports(self, timeout: float) -> None:
+        try:
+            readable, _, _ = select.select([self._reader.fd], [], [], timeout)
+        except InterruptedError:  # a signal: handled on the next turn
+            return
+        if readable:
+            for report in self._reader.read():
+                self._apply(report)
+
+    def _apply(self, report: Report) -> None:
+        if not 0 <= report.slot < len(self.slots):
+            return
+        slot = self.slots[report.slot]
+        slot.last_seen = time.monotonic()
+        if report.kind == "status":
+            slot.status = str(report.data.get("text", ""))
+        elif report.kind == "ready":
+            slot.status = "ready"
+        if report.kind in ("job_finished", "server_error"):
+            dispatch(self._metrics, report.kind, report.data)
+
+    def _tell_systemd(self) -> None:
+        text = "; ".join(f"#{s.number} {s.status}" for s in self.slots)
+        if text != self._last_status:  # reports arrive every second; news far less often
+            self._last_status = text
+            self.notifier.status(text)
+        now = time.monotonic()
+        alive = [s for s in self.slots if s.pid is not None and s.last_seen]
+        if all(now - s.last_seen < SILENT_AFTER for s in alive):
+            self.notifier.watchdog()
+
+
+def _kill(pid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signum)
+
+
+__all__ = ["Supervisor", "supervise"]
