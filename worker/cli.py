@@ -10,6 +10,9 @@ needs when it runs, so ``mlworker run`` can configure threads first.
   (``worker.commands``).
 - ``mlworker check [settings]``: validate the configuration, log in, list
   the algorithms.
+- ``mlworker demo [--keep] [--processes N]``: the reference server with demo data
+  and workers until every demo job is done, then a table of the results
+  (``worker.demo``; what ``make demo`` runs).
 - ``mlworker algorithms [--json]``: the algorithms jobs may name (built-ins and
   plugins), with their task, description, params with defaults and source;
   plugins that failed to load are reported on stderr.
@@ -24,7 +27,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from worker import commands
+from worker import commands, demo
 from worker.logs import configure_logging
 
 __all__ = ["build_parser", "main"]
@@ -96,4 +99,5 @@ _SUBCOMMANDS: tuple[Callable[[Subparsers], None], ...] = (
     commands.add_run,
     commands.add_check,
     _add_algorithms,
+    demo.add_demo,
 )

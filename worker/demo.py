@@ -1,0 +1,376 @@
+"""`mlworker demo`: the whole system on one machine in one command (what `make demo` runs).
+
+It starts the reference server with its demo data (``mlworker-server run --demo``) on a
+free loopback port, with its database in a temporary directory. The server is a separate
+process, started by its console script: the worker package never imports ``server``.
+Then ``mlworker run --burst --processes N`` works through the demo's jobs while a progress
+bar follows them through the protocol, as the demo's admin account; a table of the
+results follows, and where the pictures are. Everything stops and the temporary
+directory goes at the end, on Ctrl-C or SIGTERM too. ``--keep`` leaves the server
+running, so that a person can browse the results and pictures in Django's admin.
+
+The protocol has no job listing. The demo's database is new, so its jobs are the ids
+from 1 up to the first one the server does not know.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import requests
+
+from worker.api import API
+from worker.errors import APIError, NotFoundError
+from worker.http import normalize_url
+from worker.logs import configure_logging
+
+ADMIN = ("backend", "foobar")  # the demo's worker account, a superuser (server/demo.py)
+SERVER_START_SECONDS = 180.0  # migrating and seeding a new database on a slow machine
+POLL_SECONDS = 0.5
+STOP_SECONDS = 30.0
+BAR_WIDTH = 30
+EX_INTERRUPTED = 130  # as a shell reports a Ctrl-C
+MESSAGE_WIDTH = 60
+SERVER_EXTRA_HINT = (
+    "the demo needs the reference server, installed with the 'server' extra: "
+    "pip install 'mlworker[server]' (from a clone: pip install -e '.[server]', or `make demo`)"
+)
+
+
+class DemoError(Exception):
+    """The demo cannot go on; the sentence says why and what to do."""
+
+
+def add_demo(subparsers: Any) -> None:
+    """Register `mlworker demo`."""
+    parser = subparsers.add_parser(
+        "demo",
+        help="run the reference server with demo data and workers until every demo job is done",
+        description="Start the reference server with demo data on a free loopback port, run "
+        "worker processes until every demo job is done, print the results, clean up.",
+    )
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="leave the server running afterwards, to browse results and pictures",
+    )
+    parser.add_argument(
+        "--processes", type=_positive, default=2, metavar="N", help="worker processes (2)"
+    )
+    parser.set_defaults(handler=demo)
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return int(text)
+
+
+@dataclass
+class Demo:
+    """The demo's temporary directory and the processes it started there."""
+
+    directory: Path
+    port: int
+    processes: int
+    server: subprocess.Popen[bytes] | None = None
+    workers: subprocess.Popen[bytes] | None = None
+    logs: list[IO[bytes]] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        """The server's base URL."""
+        return f"http://127.0.0.1:{self.port}/"
+
+    def start_server(self) -> None:
+        """``mlworker-server run --demo`` in its own session, so Ctrl-C reaches only us."""
+        command = [_script("mlworker-server"), "run", "--demo", "--bind", f"127.0.0.1:{self.port}"]
+        self.server = self._start(
+            [*command, "--data-dir", str(self.directory / "server")], "server"
+        )
+        deadline = time.monotonic() + SERVER_START_SECONDS
+        while not _answers(self.url + "login/"):
+            if self.server.poll() is not None or time.monotonic() > deadline:
+                raise DemoError(f"the server did not start:\n{self.tail('server')}")
+            time.sleep(0.2)
+
+    def start_workers(self) -> None:
+        """``mlworker run --burst`` with a configuration of its own (spool and cache here)."""
+        config = self.directory / "worker.toml"
+        config.write_text(
+            f'host = "{self.url}"\nusername = "{ADMIN[0]}"\npassword = "{ADMIN[1]}"\n'
+            f"processes = {self.processes}\n"
+            'spool_dir = "spool"\ncache_dir = "cache"\nlog_format = "json"\n'
+            "startup_jitter = 0\npoll_min = 0.2\npoll_max = 1\n"
+        )
+        command = [_script("mlworker"), "run", "--burst", "--config", str(config)]
+        self.workers = self._start(command, "worker")
+
+    def _start(self, command: list[str], name: str) -> subprocess.Popen[bytes]:
+        log = (self.directory / f"{name}.log").open("ab")
+        self.logs.append(log)
+        return subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, env=_environment(),
+            start_new_session=True,
+        )  # fmt: skip
+
+    def tail(self, name: str, lines: int = 15) -> str:
+        """The last lines of the server's or the workers' log."""
+        path = self.directory / f"{name}.log"
+        text = path.read_text(errors="replace") if path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self, *, keep_server: bool) -> None:
+        """Stop the workers (aborting their jobs) and, unless kept, the server and the files."""
+        if self.workers is not None:
+            _stop(self.workers, signal.SIGTERM, signal.SIGINT)  # both stages: abort
+        if not keep_server:
+            if self.server is not None:
+                _stop(self.server, signal.SIGTERM)
+            for log in self.logs:
+                log.close()
+            shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def demo(args: argparse.Namespace) -> int:
+    """`mlworker demo`: 0 once every demo job is done and succeeded."""
+    configure_logging("console", level=logging.WARNING)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop like Ctrl-C, cleaning up
+    run = Demo(Path(tempfile.mkdtemp(prefix="mlworker-demo-")), _free_port(), args.processes)
+    keep = False
+    try:
+        _check_server_installed()
+        print(f"Starting the reference server with demo data in {run.directory} ...", flush=True)
+        run.start_server()
+        api = API(*ADMIN, run.url, retry_for=10)
+        jobs = _demo_jobs(api)
+        print(f"Server at {run.url}: {len(jobs)} demo jobs, {run.processes} worker processes.")
+        run.start_workers()
+        results = _follow(api, jobs, run)
+        _print_table(results, api.get_datasets())
+        keep = args.keep
+        _print_pictures(results, run, keep=keep)
+        failed = [job for job, result in results.items() if result["status"] != "done"]
+        if failed:
+            print(f"{len(failed)} demo jobs failed: see their messages above.", file=sys.stderr)
+        return 1 if failed else 0
+    except DemoError as exc:
+        print(f"mlworker demo: {exc}", file=sys.stderr)
+        return 1
+    except APIError as exc:
+        print(f"mlworker demo: the demo server failed: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        keep = False
+        print("\nmlworker demo: interrupted; cleaning up.", file=sys.stderr)
+        return EX_INTERRUPTED
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):  # the clean-up is bounded: let it end
+            signal.signal(signum, signal.SIG_IGN)
+        run.stop(keep_server=keep)
+
+
+def _check_server_installed() -> None:
+    for module in ("django", "gunicorn"):
+        if importlib.util.find_spec(module) is None:
+            raise DemoError(SERVER_EXTRA_HINT)
+    _script("mlworker-server")
+
+
+def _script(name: str) -> str:
+    """A console script of this installation: next to this Python, else on PATH."""
+    beside = Path(sys.executable).parent / name
+    if beside.exists():
+        return str(beside)
+    found = shutil.which(name)
+    if found is None:
+        hint = SERVER_EXTRA_HINT if name == "mlworker-server" else "reinstall mlworker"
+        raise DemoError(f"the {name} command is not installed: {hint}")
+    return found
+
+
+def _environment() -> dict[str, str]:
+    """Ours, without settings that would override the demo's (MLWORKER_*, systemd's)."""
+    dropped = ("MLWORKER_", "NOTIFY_SOCKET", "WATCHDOG_", "CREDENTIALS_DIRECTORY", "DATABASE_URL")
+    return {key: value for key, value in os.environ.items() if not key.startswith(dropped)}
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _answers(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=2).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def _demo_jobs(api: API) -> list[int]:
+    """The ids of the demo's jobs: 1, 2, ... up to the first the server does not know."""
+    jobs: list[int] = []
+    while True:
+        try:
+            api.get_job_result(len(jobs) + 1)
+        except NotFoundError:
+            if not jobs:
+                raise DemoError("the server has no demo jobs") from None
+            return jobs
+        jobs.append(len(jobs) + 1)
+
+
+def _follow(api: API, jobs: list[int], run: Demo) -> dict[int, dict[str, Any]]:
+    """Poll the jobs, drawing progress, until every one is done or failed; their results."""
+    assert run.workers is not None
+    bar = Progress(len(jobs), sys.stdout)
+    results: dict[int, dict[str, Any]] = {}
+    while True:
+        for job in jobs:
+            if job not in results or results[job]["status"] not in ("done", "failed"):
+                results[job] = api.get_job_result(job)
+        statuses = [result["status"] for result in results.values()]
+        bar.show(sum(s in ("done", "failed") for s in statuses), statuses.count("running"))
+        if all(s in ("done", "failed") for s in statuses):
+            bar.close()
+            _wait_exit(run.workers, STOP_SECONDS)  # the burst ends once nothing is left
+            return results
+        if run.workers.poll() is not None:
+            bar.close()
+            raise DemoError(
+                f"the workers stopped (exit status {run.workers.returncode}) before every job "
+                f"was done:\n{run.tail('worker')}"
+            )
+        time.sleep(POLL_SECONDS)
+
+
+class Progress:
+    """A progress bar redrawn in place on a terminal; a line per change elsewhere."""
+
+    def __init__(self, total: int, stream: IO[str]) -> None:
+        self.total = total
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.started = time.monotonic()
+        self.last: tuple[int, int] | None = None
+
+    def show(self, finished: int, running: int) -> None:
+        """Draw the bar for ``finished`` of ``total`` jobs, ``running`` in progress."""
+        elapsed = time.monotonic() - self.started
+        text = f"{finished}/{self.total} jobs finished, {running} running ({elapsed:.0f} s)"
+        if self.tty:
+            filled = BAR_WIDTH * finished // self.total
+            bar = "#" * filled + "-" * (BAR_WIDTH - filled)
+            self.stream.write(f"\r[{bar}] {text}  ")
+        elif (finished, running) != self.last:
+            self.stream.write(text + "\n")
+        self.last = (finished, running)
+        self.stream.flush()
+
+    def close(self) -> None:
+        """End the bar's line."""
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _wait_exit(process: subprocess.Popen[bytes], seconds: float) -> None:
+    # Every result is on the server already; one still running past this is stopped later.
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=seconds)
+
+
+def _stop(process: subprocess.Popen[bytes], *signals: signal.Signals) -> None:
+    """Send ``signals`` in turn, wait; SIGKILL its process group if it does not exit."""
+    if process.poll() is None:
+        for signum in signals:
+            process.send_signal(signum)
+        try:
+            process.wait(timeout=STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def _print_table(results: dict[int, dict[str, Any]], datasets: dict[int, Any]) -> None:
+    """Job, algorithm, dataset, test and validation score, seconds, success or the message."""
+    header = ("job", "algorithm", "dataset", "test", "validation", "seconds", "result")
+    rows = [header] + [_row(job, r, datasets) for job, r in sorted(results.items())]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
+    print()
+    for row in rows:
+        cells = [
+            cell.rjust(width) if i in (0, 3, 4, 5) else cell.ljust(width)
+            for i, (cell, width) in enumerate(zip(row, widths, strict=False))
+        ]
+        print("  ".join([*cells, row[-1]]).rstrip())
+    print()
+
+
+def _row(job: int, result: dict[str, Any], datasets: dict[int, Any]) -> tuple[str, ...]:
+    dataset = datasets.get(result["dataset"], {}).get("name", str(result["dataset"]))
+    extras = result.get("extra_scores_test") or {}
+    timed = [extras[key] for key in ("fit_seconds", "predict_seconds") if key in extras]
+    if result["status"] == "done":
+        outcome = "success"
+    else:
+        first_line = (result.get("message") or result["status"]).splitlines()[0]
+        outcome = "failed: " + _clip(first_line)
+    return (
+        str(job),
+        result["algorithm"],
+        dataset,
+        _number(result.get("score_test")),
+        _number(result.get("score_validation")),
+        f"{sum(timed):.3f}" if timed else "-",
+        outcome,
+    )
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= MESSAGE_WIDTH else text[: MESSAGE_WIDTH - 1] + "…"
+
+
+def _print_pictures(results: dict[int, dict[str, Any]], run: Demo, *, keep: bool) -> None:
+    """Where the pictures are: URLs while the server runs, else the directory they were in."""
+    pictures = [(job, path) for job, r in sorted(results.items()) for path in r["pictures"]]
+    media = run.directory / "server" / "media"
+    if not keep:
+        print(
+            f"{len(pictures)} pictures were drawn, in {media} (removed now with the demo's "
+            "directory: `mlworker demo --keep` keeps the server to browse them)."
+        )
+        return
+    print(f"{len(pictures)} pictures (log in first, as below):")
+    for job, path in pictures:
+        print(f"  job {job}: {normalize_url(run.url, path)}")
+    assert run.server is not None
+    print(
+        f"\nThe server keeps running at {run.url} (pid {run.server.pid}).\n"
+        f"  Results and pictures in Django's admin: {run.url}admin/ "
+        f"(login {ADMIN[0]} / {ADMIN[1]})\n"
+        f"  Pictures on disk: {media}\n"
+        f"  Stop it and remove its data: kill {run.server.pid}; rm -r {run.directory}"
+    )
+
+
+__all__ = ["Demo", "Progress", "add_demo", "demo"]
