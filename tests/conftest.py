@@ -37,6 +37,7 @@ from typing import Any
 
 import pytest
 import requests
+from server_helpers import dataset_id
 
 from worker.api import API
 
@@ -237,3 +238,21 @@ def start_server(
 def demo_server(start_server: Callable[..., RunningServer]) -> RunningServer:
     """One demo server shared by a module's tests."""
     return start_server(demo=True)
+
+
+@pytest.fixture(scope="module")
+def admin(demo_server: RunningServer) -> API:
+    """The demo's worker account, logged in (a module may define its own `admin`)."""
+    return demo_server.api("backend", "foobar")
+
+
+@pytest.fixture(scope="module")
+def student(demo_server: RunningServer) -> API:
+    """The demo's student account, logged in."""
+    return demo_server.api("student", "student")
+
+
+@pytest.fixture(scope="module")
+def iris(admin: API) -> int:
+    """The id of the demo's iris dataset."""
+    return dataset_id(admin, "iris")

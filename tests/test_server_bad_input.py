@@ -8,26 +8,10 @@ from typing import Any
 
 import pytest
 from conftest import RunningServer
-from server_helpers import dataset_id, png_bytes, result_fields, running_job
+from server_helpers import png_bytes, result_fields, running_job
 
 from worker.api import API
 from worker.errors import APIError, InvalidInputError, NotFoundError
-
-
-@pytest.fixture(scope="module")
-def admin(demo_server: RunningServer) -> API:
-    return demo_server.api("backend", "foobar")
-
-
-@pytest.fixture(scope="module")
-def student(demo_server: RunningServer) -> API:
-    return demo_server.api("student", "student")
-
-
-@pytest.fixture(scope="module")
-def iris(admin: API) -> int:
-    return dataset_id(admin, "iris")
-
 
 SUBMIT_CASES = [
     ({"algorithm": None}, 400, "algorithm"),

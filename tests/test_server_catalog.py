@@ -16,16 +16,6 @@ from worker.errors import (
 )
 
 
-@pytest.fixture(scope="module")
-def admin(demo_server: RunningServer) -> API:
-    return demo_server.api("backend", "foobar")
-
-
-@pytest.fixture(scope="module")
-def student(demo_server: RunningServer) -> API:
-    return demo_server.api("student", "student")
-
-
 def test_login_answers_success_and_a_session(demo_server: RunningServer) -> None:
     """A good login answers {"success": true} and the session cookie works for calls."""
     api = demo_server.api("student", "student")

@@ -28,16 +28,6 @@ ACCOUNTS = "from django.contrib.auth.models import User; print(sorted(User.objec
 ACCOUNTS += "'username', 'is_staff', 'is_superuser')))"
 
 
-@pytest.fixture(scope="module")
-def admin(demo_server: RunningServer) -> API:
-    return demo_server.api("backend", "foobar")
-
-
-@pytest.fixture(scope="module")
-def student(demo_server: RunningServer) -> API:
-    return demo_server.api("student", "student")
-
-
 def job_ids(admin: API) -> list[int]:
     """Every job id, read through the protocol (ids count up from 1)."""
     ids: list[int] = []

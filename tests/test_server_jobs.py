@@ -12,21 +12,6 @@ from worker.api import API
 from worker.errors import ConflictError, NotFoundError, PermissionDeniedError
 
 
-@pytest.fixture(scope="module")
-def admin(demo_server: RunningServer) -> API:
-    return demo_server.api("backend", "foobar")
-
-
-@pytest.fixture(scope="module")
-def student(demo_server: RunningServer) -> API:
-    return demo_server.api("student", "student")
-
-
-@pytest.fixture(scope="module")
-def iris(admin: API) -> int:
-    return dataset_id(admin, "iris")
-
-
 def test_submitted_job_has_server_seed_and_defaults(admin: API, student: API, iris: int) -> None:
     """A submitted job is pending with its params, a server seed and the default time limit."""
     job_id = student.submit_job("knn", iris, {"n_neighbors": 3})
