@@ -15,12 +15,10 @@ from typing import Any
 from worker.config import Settings, add_settings_arguments, load_settings
 from worker.errors import APIError, AuthenticationError, ConfigError
 from worker.logs import configure_logging
+from worker.threads import pin_threads
 
 EX_CONFIG = 78
 EX_UNAVAILABLE = 69
-
-#: Set before numpy loads anywhere in this process (see worker.execute).
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def add_run(subparsers: Any) -> None:
@@ -63,8 +61,7 @@ def run(args: argparse.Namespace) -> int:
     settings = read_settings(args)
     if settings is None:
         return EX_CONFIG
-    for name in THREAD_VARIABLES:
-        os.environ.setdefault(name, "1")
+    pin_threads(os.environ)  # before the supervisor imports numpy
     configure_logging(settings.log_format, secrets=[settings.password.reveal()])
     if settings.processes > 1:
         from worker.supervisor import supervise

@@ -45,27 +45,13 @@ from algorithms.dataset import Dataset
 from algorithms.errors import AlgorithmError
 from algorithms.registry import default_registry
 from algorithms.run import JobResult, run_algorithm
+from worker.sdnotify import NOTIFY_ENV_VARS
+from worker.threads import THREAD_VARIABLES
 
 ReportKind = Literal["success", "error", "exception", "memory"]
 
-#: Set to "1" for job processes: one BLAS/OpenMP thread (why: `worker.execute`).
-THREAD_VARIABLES = (
-    "OMP_NUM_THREADS",
-    "OPENBLAS_NUM_THREADS",
-    "MKL_NUM_THREADS",
-    "BLIS_NUM_THREADS",
-    "VECLIB_MAXIMUM_THREADS",
-    "NUMEXPR_NUM_THREADS",
-)
-
 #: Left out of the environment of job processes: systemd's notify protocol, the password.
-PRIVATE_VARIABLES = (
-    "NOTIFY_SOCKET",
-    "WATCHDOG_USEC",
-    "WATCHDOG_PID",
-    "MLWORKER_PASSWORD",
-    "CREDENTIALS_DIRECTORY",
-)
+PRIVATE_VARIABLES = (*NOTIFY_ENV_VARS, "MLWORKER_PASSWORD", "CREDENTIALS_DIRECTORY")
 
 #: Exit status of a job process that ran out of memory even for sending its report.
 EXIT_NO_MEMORY = 86
