@@ -22,6 +22,7 @@ from server.importer import Label, Row, import_rows, split_sets
 from server.models import Dataset, Group, Job, Round
 
 SEED = 2024
+BLOB_CENTERS = [(-6.0, -4.0), (0.0, 5.0), (6.0, -3.0)]  # apart, so clustering can succeed
 SPLIT = (0.6, 0.2, 0.2)
 WORKER_ACCOUNT = ("backend", "foobar")
 STUDENT_ACCOUNT = ("student", "student")
@@ -135,7 +136,7 @@ DATASETS = (
         "blobs",
         "clustering",
         "Three Gaussian blobs in 2-D; labels say which blob.",
-        lambda: _plane(*datasets.make_blobs(450, centers=3, random_state=SEED)),
+        lambda: _plane(*datasets.make_blobs(450, centers=BLOB_CENTERS, random_state=SEED)),
     ),
     DemoDataset(
         "moons_unlabelled",
