@@ -100,10 +100,16 @@ def _setup(data_dir: Path, lease_grace: int | None = None) -> None:
         os.environ["MLWORKER_SERVER_LEASE_GRACE"] = str(lease_grace)
     os.environ["DJANGO_SETTINGS_MODULE"] = "server.settings"
     import django
+    from django.core.exceptions import ImproperlyConfigured
     from django.core.management import call_command
+    from django.db import DatabaseError
 
-    django.setup()
-    call_command("migrate", interactive=False, verbosity=0)
+    try:
+        django.setup()
+        call_command("migrate", interactive=False, verbosity=0)
+    except (ImproperlyConfigured, DatabaseError) as error:  # a bad DATABASE_URL, no server
+        sentence = " ".join(str(error).split())  # psycopg's messages span lines
+        raise CommandError(f"cannot set up the database: {sentence}") from None
 
 
 def _allow_bound_host(bind: str) -> None:

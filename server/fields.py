@@ -1,7 +1,8 @@
 """Form fields for the protocol's encodings: JSON text in form fields and ``true``/``false``.
 
 JSON is parsed strictly: ``NaN``, ``Infinity`` and numbers too large for a float are
-refused, because the protocol promises finite numbers everywhere.
+refused, because the protocol promises finite numbers everywhere; so are strings holding a
+NUL or an unpaired surrogate, which no database we support can store as JSON.
 """
 
 from __future__ import annotations
@@ -28,9 +29,42 @@ def _finite_float(text: str) -> float:
     return value
 
 
+def _text_problem(value: Any) -> str | None:
+    """What makes a decoded JSON value unstorable: a NUL or an unpaired surrogate in a string.
+
+    Both are valid JSON escapes (``\\u0000``, ``\\ud800``) but not text: PostgreSQL's
+    ``jsonb`` refuses them, and an unpaired surrogate is not even UTF-8. The walk is
+    iterative, so deep nesting the decoder accepted cannot overflow the stack here.
+    """
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+        elif isinstance(item, str):
+            if "\x00" in item:
+                return "a NUL character (\\u0000)"
+            if not item.isascii():
+                try:
+                    item.encode("utf-8")
+                except UnicodeEncodeError:
+                    return "an unpaired surrogate (\\ud800 to \\udfff)"
+    return None
+
+
 def parse_json(text: str) -> Any:
-    """Parse JSON text, refusing NaN and infinities (raises ``ValueError``)."""
-    return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+    """Parse JSON text, refusing NaN, infinities and strings that are not text.
+
+    Raises ``ValueError`` naming the problem.
+    """
+    value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+    problem = _text_problem(value)
+    if problem:
+        raise ValueError(f"strings must not contain {problem}")
+    return value
 
 
 def is_number(value: object) -> bool:

@@ -210,6 +210,7 @@ def _read_csv(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
         with open(path, encoding="utf-8-sig", newline="") as file:
             reader = csv.reader(file)
             for cells in reader:
+                _refuse_nul(cells, reader.line_num)
                 stripped = [cell.strip() for cell in cells]
                 if header is None:
                     header = stripped
@@ -226,6 +227,12 @@ def _read_csv(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
     if not records:
         raise DatasetImportError("the header is the only row; there are no data rows", line=1)
     return header, records
+
+
+def _refuse_nul(cells: list[str], line: int) -> None:
+    """NUL is valid in a CSV cell but not text: PostgreSQL cannot store it in a string."""
+    if any("\x00" in cell for cell in cells):
+        raise DatasetImportError("contains a NUL character (byte 0), which is not text", line=line)
 
 
 class _Columns(NamedTuple):

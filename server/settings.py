@@ -6,19 +6,22 @@ Environment (``mlworker-server`` sets the first two from its flags):
   key live (default ``./mlworker-data``).
 - ``MLWORKER_SERVER_LEASE_GRACE``: seconds a claimed job may outlive its time limit before
   it is handed out again (default 60).
-- ``DATABASE_URL``: a dj-database-url URL (e.g. ``postgres://...``) replacing SQLite.
+- ``DATABASE_URL``: a dj-database-url URL (e.g. ``postgres://...``, needing the ``postgres``
+  extra's psycopg) replacing SQLite.
 - ``MLWORKER_SERVER_ALLOWED_HOSTS``, ``MLWORKER_SERVER_CSRF_TRUSTED_ORIGINS``: comma-separated
   additions for deployments reached under another name than loopback.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import secrets
 from pathlib import Path
 from typing import Any
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 
 def _env_list(name: str) -> list[str]:
@@ -45,28 +48,51 @@ def _secret_key(path: Path) -> str:
     return path.read_text(encoding="ascii").strip()
 
 
+SQLITE_ENGINE = "django.db.backends.sqlite3"
+POSTGRESQL_ENGINE = "django.db.backends.postgresql"
+# WAL lets readers run beside the one writer; IMMEDIATE takes the write lock when a
+# transaction starts, so two claims never both read the same pending job first.
+# synchronous stays FULL: an accepted result must survive a power cut, since the worker
+# deletes its own copy once the server has answered.
+SQLITE_OPTIONS = {
+    "init_command": "PRAGMA journal_mode=WAL",
+    "transaction_mode": "IMMEDIATE",
+    "timeout": 30,
+}
+
+
+def _database_from_url(url: str) -> dict[str, Any]:
+    """``DATABASE_URL`` as Django settings, or a clear ``ImproperlyConfigured``.
+
+    The messages never repeat the URL: it may hold a password.
+    """
+    try:
+        database = dict(dj_database_url.parse(url, conn_max_age=60, conn_health_checks=True))
+    except ValueError as error:  # an unknown scheme
+        scheme = url.partition("://")[0] if "://" in url else "(none)"
+        raise ImproperlyConfigured(
+            f"DATABASE_URL has the scheme {scheme!r}, which is not a database we support: "
+            "use postgres://USER:PASSWORD@HOST:PORT/NAME (or sqlite:////PATH)"
+        ) from error
+    if database["ENGINE"] == POSTGRESQL_ENGINE and not any(
+        importlib.util.find_spec(driver) for driver in ("psycopg", "psycopg2")
+    ):
+        raise ImproperlyConfigured(
+            "DATABASE_URL names PostgreSQL, but its driver is not installed: "
+            "pip install 'mlworker[server,postgres]'"
+        )
+    return database
+
+
 def _databases(data_dir: Path) -> dict[str, dict[str, Any]]:
     url = os.environ.get("DATABASE_URL", "").strip()
     if url:
-        return {
-            "default": dict(dj_database_url.parse(url, conn_max_age=60, conn_health_checks=True))
-        }
-    # WAL lets readers run beside the one writer; IMMEDIATE takes the write lock when a
-    # transaction starts, so two claims never both read the same pending job first.
-    return {
-        "default": {
-            "ENGINE": "django.db.backends.sqlite3",
-            "NAME": data_dir / "db.sqlite3",
-            "CONN_MAX_AGE": 60,
-            "OPTIONS": {
-                # synchronous stays FULL: an accepted result must survive a power cut, since
-                # the worker deletes its own copy once the server has answered.
-                "init_command": "PRAGMA journal_mode=WAL",
-                "transaction_mode": "IMMEDIATE",
-                "timeout": 30,
-            },
-        }
-    }
+        database = _database_from_url(url)
+    else:
+        database = {"ENGINE": SQLITE_ENGINE, "NAME": data_dir / "db.sqlite3", "CONN_MAX_AGE": 60}
+    if database["ENGINE"] == SQLITE_ENGINE:  # also for a sqlite:// DATABASE_URL
+        database["OPTIONS"] = {**SQLITE_OPTIONS, **database.get("OPTIONS", {})}
+    return {"default": database}
 
 
 DATA_DIR = Path(os.environ.get("MLWORKER_SERVER_DATA_DIR") or "mlworker-data").resolve()

@@ -44,12 +44,19 @@ def dataset_info(dataset: Dataset) -> dict[str, Any]:
 
 
 def point_dicts(dataset: Dataset, *, hide_labels: bool) -> Iterator[dict[str, Any]]:
-    """The dataset's points as wire dicts, by id; test/validation labels nulled if hidden."""
+    """The dataset's points as wire dicts, by id; test/validation labels nulled if hidden.
+
+    Feature values are listed in the dataset's feature order, whatever order the database
+    gives them back in (PostgreSQL's ``jsonb`` sorts object keys by length).
+    """
     rows = Point.objects.filter(dataset=dataset).order_by("id")
     target = dataset.target
+    features = list(dataset.features)
     for pk, set_name, values, label in rows.values_list("id", "set", "values", "label"):
         hidden = hide_labels and set_name in HIDDEN_SETS
-        yield {"id": pk, **values, target: None if hidden else label, "set": set_name}
+        ordered = {name: values[name] for name in features if name in values}
+        ordered.update(values)  # keys outside ``features`` (admin edits) keep their place last
+        yield {"id": pk, **ordered, target: None if hidden else label, "set": set_name}
 
 
 def job_details(job: Job) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 ``start_server`` (module scope) is a factory::
 
     def test_something(start_server):
-        server = start_server(demo=True, lease_grace=60, data_dir=None)
+        server = start_server(demo=True, lease_grace=60, data_dir=None, env=None)
         api = server.api("backend", "foobar")       # a logged-in worker.api.API
         server.add_user("alice", "secret")          # mlworker-server adduser, password file
         dataset_id = server.import_dataset(csv_path, "toy", "classification")
@@ -14,7 +14,8 @@
 
 Each call starts ``mlworker-server run --bind 127.0.0.1:0 --data-dir <dir>`` (``--demo`` when
 asked: accounts ``backend``/``foobar`` (admin) and ``student``/``student``) with a fresh SQLite
-database in a temporary directory unless ``data_dir`` is given, reads the port from the
+database in a temporary directory unless ``data_dir`` is given (``env`` adds variables to the
+server's and its CLI's environment, e.g. ``{"DATABASE_URL": ...}``), reads the port from the
 server's ready line (``server.port``, ``server.url``), waits until ``GET login/`` answers
 (with a deadline; a server that dies early fails with its log), and stops it with SIGTERM at
 the end of the module. The server's output goes to
@@ -31,7 +32,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -65,10 +66,15 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def server_env() -> dict[str, str]:
-    """The environment for server processes: SQLite in the data directory, nothing else."""
+def server_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment for server processes: ours without its server variables, plus ``extra``.
+
+    Without ``extra`` the server uses SQLite in its data directory; ``{"DATABASE_URL": ...}``
+    points it at another database.
+    """
     env = {key: value for key, value in os.environ.items() if key not in SERVER_ENV_VARS}
     env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra or {})
     return env
 
 
@@ -79,10 +85,18 @@ class RunningServer:
     test processes can never race for one port; a restart binds the same port again.
     """
 
-    def __init__(self, data_dir: Path, *, demo: bool, lease_grace: int) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        demo: bool,
+        lease_grace: int,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         self.data_dir = data_dir
         self.demo = demo
         self.lease_grace = lease_grace
+        self.extra_env = dict(env or {})
         self.port = 0
         self.log_path = data_dir / "server.log"
         self.process: subprocess.Popen[bytes] | None = None
@@ -104,7 +118,7 @@ class RunningServer:
                 [*server_command(), *args, "--data-dir", str(self.data_dir)],
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env=server_env(),
+                env=server_env(self.extra_env),
                 start_new_session=True,
             )
         deadline = time.monotonic() + START_DEADLINE
@@ -168,7 +182,7 @@ class RunningServer:
             [*server_command(), command, "--data-dir", str(self.data_dir), *rest],
             capture_output=True,
             text=True,
-            env=server_env(),
+            env=server_env(self.extra_env),
             input=stdin,
             timeout=120,
             check=False,
@@ -221,10 +235,13 @@ def start_server(
     servers: list[RunningServer] = []
 
     def start(
-        demo: bool = True, lease_grace: int = 60, data_dir: Path | None = None
+        demo: bool = True,
+        lease_grace: int = 60,
+        data_dir: Path | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> RunningServer:
         directory = data_dir or tmp_path_factory.mktemp("server")
-        server = RunningServer(directory, demo=demo, lease_grace=lease_grace)
+        server = RunningServer(directory, demo=demo, lease_grace=lease_grace, env=env)
         servers.append(server)
         server.start()
         return server
