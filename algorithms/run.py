@@ -15,6 +15,7 @@ stacked in that order, and the labels are split back.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 import warnings
 from collections.abc import Mapping
@@ -23,7 +24,7 @@ from typing import Any
 
 import numpy as np
 from sklearn.metrics import accuracy_score, r2_score
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from algorithms.dataset import SETS, Dataset
 from algorithms.errors import AlgorithmError
@@ -198,7 +199,7 @@ def _fit_predict(
     An estimator's own exceptions pass through: the worker reports their last
     line, which names what scikit-learn refused (e.g. a penalty/loss pairing).
     """
-    with threadpool_limits(limits=1):
+    with _thread_pools().limit(limits=1):
         if _fits_all_sets(algorithm, estimator):
             return _fit_predict_stacked(estimator, dataset)
         started = time.perf_counter()
@@ -209,6 +210,17 @@ def _fit_predict(
         fitted = time.perf_counter()
         predictions = {s: np.asarray(estimator.predict(dataset.split(s).X)) for s in SETS}
         return predictions, fitted - started, time.perf_counter() - fitted
+
+
+@functools.cache
+def _thread_pools() -> ThreadpoolController:
+    """The BLAS/OpenMP libraries loaded, found once per process (the scan takes milliseconds).
+
+    Made in the job forkserver's warm-up, so job processes inherit it. A
+    library loaded later (by a plugin) is not in it, but it reads the job
+    environment's ``*_NUM_THREADS=1`` when it loads.
+    """
+    return ThreadpoolController()
 
 
 def _fit_predict_stacked(

@@ -8,8 +8,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
+from algorithms.dataset import Dataset
+from algorithms.errors import DatasetError
 from worker.cache import DatasetCache, Points
 
 
@@ -135,6 +138,36 @@ def test_memo_is_bounded(tmp_path: Path) -> None:
     cache.get(3, "v", fetchers[3])
     cache.get(1, "v", fetchers[1])
     assert [f.calls for f in fetchers.values()] == [2, 1, 1]
+
+
+INFO = {"name": "d", "task": "classification", "features": ["x", "y"], "target": "label"}
+
+
+def test_built_dataset_is_memoised_per_version_and_info(tmp_path: Path) -> None:
+    """The built Dataset is reused until the version, or a field the build reads, changes."""
+    cache = DatasetCache(tmp_path)
+    fetch = Fetcher(make_points(30))
+    first = cache.dataset(1, {**INFO, "version": "v1"}, fetch)
+    expected = Dataset.from_points(INFO, make_points(30))
+    np.testing.assert_array_equal(first.test.X, expected.test.X)
+    assert first.test.ids == expected.test.ids
+    assert cache.dataset(1, {**INFO, "version": "v1", "description": "new"}, fetch) is first
+    regression = cache.dataset(1, {**INFO, "version": "v1", "task": "regression"}, fetch)
+    assert regression.task == "regression"
+    moved = Fetcher(make_points(30, shift=1.0))
+    newer = cache.dataset(1, {**INFO, "version": "v2"}, moved)
+    assert newer.training.X[0, 0] == first.training.X[0, 0] + 1.0
+    assert (fetch.calls, moved.calls) == (1, 1)
+
+
+def test_points_that_make_no_dataset_are_refused_every_time(tmp_path: Path) -> None:
+    """A DatasetError names the bad point, and nothing is memoised in its place."""
+    cache = DatasetCache(tmp_path)
+    points = make_points(6)
+    points[2]["x"] = "tall"
+    for _ in range(2):
+        with pytest.raises(DatasetError, match="Point 3 has the non-numeric value 'tall'"):
+            cache.dataset(2, {**INFO, "version": "v"}, Fetcher(points))
 
 
 def test_fetch_error_caches_nothing(tmp_path: Path) -> None:

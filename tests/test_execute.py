@@ -53,10 +53,9 @@ def iris_points() -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def points_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("data") / "iris.json"
-    path.write_text(json.dumps(iris_points()))
-    return path
+def iris() -> Dataset:
+    """Iris, built as the worker builds a dataset before handing it to a job process."""
+    return Dataset.from_points(INFO, iris_points())
 
 
 @pytest.fixture(scope="module")
@@ -87,12 +86,11 @@ def runner(plugin_dir: Path) -> Iterator[JobRunner]:
             yield job_runner
 
 
-def spec(path: Path, algorithm: str, **fields: Any) -> JobSpec:
-    """A job on iris (its points in the file at `path`); `fields` override the defaults."""
+def spec(dataset: Dataset, algorithm: str, **fields: Any) -> JobSpec:
+    """A job on `dataset`; `fields` override the defaults."""
     values: dict[str, Any] = {
         "params": {},
-        "dataset_info": INFO,
-        "points_path": str(path),
+        "dataset": dataset,
         "seed": 7,
         "pictures": False,
     }
@@ -142,16 +140,15 @@ def read_record(plugin_dir: Path, name: str) -> dict[str, Any]:
     return record
 
 
-def assert_still_runs_jobs(runner: JobRunner, points_path: Path) -> None:
-    outcome = run(runner, spec(points_path, "test_ok"))
+def assert_still_runs_jobs(runner: JobRunner, iris: Dataset) -> None:
+    outcome = run(runner, spec(iris, "test_ok"))
     assert outcome.kind == "success", outcome.message
 
 
-def test_builtin_job_gives_the_labels_of_a_direct_run(runner: JobRunner, points_path: Path) -> None:
+def test_builtin_job_gives_the_labels_of_a_direct_run(runner: JobRunner, iris: Dataset) -> None:
     """A built-in job run in a child process gives what run_algorithm gives in this one."""
-    outcome = run(runner, spec(points_path, "knn", params={"n_neighbors": 3}, pictures=True))
-    dataset = Dataset.from_points(INFO, iris_points())
-    direct = run_algorithm("knn", {"n_neighbors": 3}, dataset, seed=7, pictures=False)
+    outcome = run(runner, spec(iris, "knn", params={"n_neighbors": 3}, pictures=True))
+    direct = run_algorithm("knn", {"n_neighbors": 3}, iris, seed=7, pictures=False)
     assert outcome.kind == "success", outcome.message
     assert outcome.ok
     assert outcome.message == ""
@@ -165,16 +162,6 @@ def test_builtin_job_gives_the_labels_of_a_direct_run(runner: JobRunner, points_
     assert timings.load is not None
     assert timings.run is not None
     assert timings.total >= timings.run > 0
-
-
-def test_inline_points_work_like_a_points_file(runner: JobRunner, points_path: Path) -> None:
-    """A JobSpec may carry its points instead of naming a file."""
-    from_file = run(runner, spec(points_path, "knn"))
-    inline = run(runner, spec(points_path, "knn", points_path=None, points=iris_points()))
-    assert inline.kind == from_file.kind == "success"
-    assert inline.result is not None
-    assert from_file.result is not None
-    assert inline.result.labels == from_file.result.labels
 
 
 FAILURES = [
@@ -228,26 +215,26 @@ FAILURES = [
 @pytest.mark.parametrize(("algorithm", "limits", "kind", "message"), FAILURES)
 def test_failure_is_reported_and_the_next_job_runs(
     runner: JobRunner,
-    points_path: Path,
+    iris: Dataset,
     algorithm: str,
     limits: dict[str, Any],
     kind: str,
     message: str,
 ) -> None:
     """Each way a job can fail gives its own kind and message, and the runner goes on."""
-    outcome = run(runner, spec(points_path, algorithm), **limits)
+    outcome = run(runner, spec(iris, algorithm), **limits)
     assert (outcome.kind, outcome.result) == (kind, None)
     assert message in outcome.message
     assert "Traceback" not in outcome.message
-    assert_still_runs_jobs(runner, points_path)
+    assert_still_runs_jobs(runner, iris)
 
 
 def test_timeout_kills_the_whole_process_group(
-    runner: JobRunner, points_path: Path, plugin_dir: Path
+    runner: JobRunner, iris: Dataset, plugin_dir: Path
 ) -> None:
     """On expiry the job process and the grandchild it started are both killed."""
     (plugin_dir / "forks.json").unlink(missing_ok=True)
-    outcome = run(runner, spec(points_path, "test_forks"), time_limit=3)
+    outcome = run(runner, spec(iris, "test_forks"), time_limit=3)
     assert outcome.kind == "timeout"
     assert outcome.exitcode == -signal.SIGKILL
     record = read_record(plugin_dir, "forks")
@@ -256,30 +243,30 @@ def test_timeout_kills_the_whole_process_group(
     assert is_gone(record["grandchild"])
 
 
-def test_cancel_stops_a_running_job(runner: JobRunner, points_path: Path, plugin_dir: Path) -> None:
+def test_cancel_stops_a_running_job(runner: JobRunner, iris: Dataset, plugin_dir: Path) -> None:
     """A cancel check that turns true during a job stops it, grandchildren included."""
     forks = plugin_dir / "forks.json"
     forks.unlink(missing_ok=True)
-    outcome = run(runner, spec(points_path, "test_forks"), time_limit=600, cancel=forks.exists)
+    outcome = run(runner, spec(iris, "test_forks"), time_limit=600, cancel=forks.exists)
     assert (outcome.kind, outcome.message) == ("cancelled", "worker shut down")
     assert outcome.timings.total < 300, "cancelled long before the time limit"
     record = read_record(plugin_dir, "forks")
     wait_until(lambda: is_gone(record["grandchild"]), "the grandchild is gone")
-    assert_still_runs_jobs(runner, points_path)
+    assert_still_runs_jobs(runner, iris)
 
 
-def test_cancel_event_set_before_the_job(runner: JobRunner, points_path: Path) -> None:
+def test_cancel_event_set_before_the_job(runner: JobRunner, iris: Dataset) -> None:
     """A threading.Event works as the cancel flag."""
     cancel = threading.Event()
     cancel.set()
-    outcome = run(runner, spec(points_path, "test_sleeps"), cancel=cancel)
+    outcome = run(runner, spec(iris, "test_sleeps"), cancel=cancel)
     assert outcome.kind == "cancelled"
 
 
-def test_job_environment(runner: JobRunner, points_path: Path, plugin_dir: Path) -> None:
+def test_job_environment(runner: JobRunner, iris: Dataset, plugin_dir: Path) -> None:
     """Jobs get one BLAS/OpenMP thread, the Agg backend, no systemd variables, no password."""
     (plugin_dir / "env.json").unlink(missing_ok=True)
-    outcome = run(runner, spec(points_path, "test_env"))
+    outcome = run(runner, spec(iris, "test_env"))
     assert outcome.kind == "success", outcome.message
     environ = read_record(plugin_dir, "env")["environ"]
     for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -292,32 +279,33 @@ def test_job_environment(runner: JobRunner, points_path: Path, plugin_dir: Path)
     assert os.environ["OMP_NUM_THREADS"] == "7"
 
 
-def test_bad_arguments_are_refused(runner: JobRunner, points_path: Path) -> None:
-    """Limits and a JobSpec that make no sense are refused, naming what is wrong."""
+def test_bad_arguments_are_refused(runner: JobRunner, iris: Dataset) -> None:
+    """Limits that make no sense are refused, naming what is wrong."""
     with pytest.raises(ValueError, match="time_limit must be a positive number"):
-        runner.run(spec(points_path, "knn"), time_limit=0)
+        runner.run(spec(iris, "knn"), time_limit=0)
     with pytest.raises(ValueError, match="memory_limit must be a positive number"):
-        runner.run(spec(points_path, "knn"), time_limit=10, memory_limit=-1)
-    with pytest.raises(ValueError, match="exactly one of points_path and points"):
-        spec(points_path, "knn", points=iris_points())
+        runner.run(spec(iris, "knn"), time_limit=10, memory_limit=-1)
 
 
 WORKER_SCRIPT = """
 import json, sys
+from algorithms.dataset import Dataset
 from worker.execute import JobRunner, JobSpec
 
 if __name__ == "__main__":
-    info, points_path = json.loads(sys.argv[1]), sys.argv[2]
+    info, points = json.loads(sys.argv[1]), json.loads(sys.argv[2])
     with JobRunner() as runner:
-        runner.run(JobSpec(1, "test_forks", {}, info, points_path=points_path), time_limit=600)
+        dataset = Dataset.from_points(info, points)
+        runner.run(JobSpec(1, "test_forks", {}, dataset), time_limit=600)
 """
 
 
-def test_job_dies_with_a_killed_worker(tmp_path: Path, points_path: Path) -> None:
+def test_job_dies_with_a_killed_worker(tmp_path: Path) -> None:
     """When the worker is killed with SIGKILL, its job's whole process group dies too."""
     env = dict(os.environ, PYTHONPATH=str(PLUGINS), MLWORKER_TEST_PLUGIN_DIR=str(tmp_path))
     worker = subprocess.Popen(
-        [sys.executable, "-c", WORKER_SCRIPT, json.dumps(INFO), str(points_path)], env=env
+        [sys.executable, "-c", WORKER_SCRIPT, json.dumps(INFO), json.dumps(iris_points())],
+        env=env,
     )
     try:
         forks = tmp_path / "forks.json"

@@ -111,6 +111,21 @@ def test_put_then_claim_round_trip(tmp_path: Path) -> None:
     assert list(outbox.tmp.iterdir()) == []
 
 
+def test_entry_of_the_previous_format_is_still_delivered(tmp_path: Path) -> None:
+    """A format-1 entry (pictures in a pictures/ folder), spooled before an upgrade, goes out."""
+    outbox = Outbox(tmp_path)
+    entry = outbox.put(8, result(8), [("p.png", PNG)])
+    (entry.path / "pictures").mkdir()
+    (entry.path / "p.png").rename(entry.path / "pictures" / "p.png")
+    _rewrite(entry, lambda document: document.update(format=1))
+
+    api = RecordingAPI()
+    report = deliver_pending(outbox, api)
+
+    assert (report.delivered, report.quarantined, report.waiting) == (1, 0, 0)
+    assert api.calls[0][2] == [PNG]
+
+
 def test_failed_job_needs_no_scores(tmp_path: Path) -> None:
     """A failure result (success false, a message) needs no scores or labels."""
     outbox = Outbox(tmp_path)
@@ -283,7 +298,7 @@ def test_corrupt_entries_moved_aside_and_reported(tmp_path: Path) -> None:
         "badjson": (2, lambda e: (e.path / "result.json").write_text("{not json")),
         "nofields": (3, lambda e: _rewrite(e, lambda d: d.pop("fields"))),
         "wrongjob": (4, lambda e: _rewrite(e, lambda d: d.update(job_id=99))),
-        "nopicture": (5, lambda e: (e.path / "pictures" / "p.png").unlink()),
+        "nopicture": (5, lambda e: (e.path / "p.png").unlink()),
         "badlabels": (6, lambda e: _rewrite(e, lambda d: d["fields"].pop("labels_test"))),
     }
     names = {}

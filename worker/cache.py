@@ -7,7 +7,9 @@ written by temporary file + fsync + rename, so a reader sees a whole file or
 none. A per-key ``flock`` makes the worker processes of a machine fetch a
 missing dataset once: the others wait for the lock and then read the file.
 A small in-process memo saves re-reading and re-parsing the file for every
-job on the same dataset.
+job on the same dataset; :meth:`DatasetCache.dataset` memoises the built
+`Dataset` (the arrays a job process is handed) the same way, so that the
+points become arrays once per version, not once per job.
 """
 
 from __future__ import annotations
@@ -18,18 +20,21 @@ import os
 import re
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 
+from algorithms.dataset import Dataset
 from worker.files import lock_file, locked, replace_durably
 
 __all__ = ["DatasetCache", "Points"]
 
 Points = list[dict[str, Any]]
 
+_INFO_KEYS = ("name", "task", "features", "target")  # what Dataset.from_points reads of the info
+_T = TypeVar("_T")
 _SAFE_VERSION = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _log = structlog.get_logger(__name__)
 
@@ -41,7 +46,7 @@ class DatasetCache:
         cache_dir: the cache root (``$CACHE_DIRECTORY`` under systemd).
         keep_versions: versions kept on disk per dataset id; older ones are
             deleted when a new one is stored.
-        memo_size: datasets kept parsed in this process's memory.
+        memo_size: datasets kept parsed (and, apart, built) in this process's memory.
     """
 
     def __init__(
@@ -55,6 +60,7 @@ class DatasetCache:
         self._keep = keep_versions
         self._memo_size = memo_size
         self._memo: OrderedDict[tuple[int, str | None], Points] = OrderedDict()
+        self._built: OrderedDict[tuple[int, str | None, str], Dataset] = OrderedDict()
 
     def _remove_stale_temporaries(self) -> None:
         """Remove temporary files a writer killed mid-write left (an hour is plenty to finish)."""
@@ -72,6 +78,33 @@ class DatasetCache:
         if key in self._memo:
             self._memo.move_to_end(key)
             return self._memo[key]
+        points = self._points(dataset_id, version, fetch)
+        self._remember(self._memo, key, points)
+        return points
+
+    def dataset(
+        self, dataset_id: int, info: Mapping[str, Any], fetch: Callable[[], Points]
+    ) -> Dataset:
+        """Dataset ``dataset_id`` built from ``info`` (the protocol's) and its points.
+
+        Memoised by id, version and the info fields the build reads (a task or
+        name changed by an operator is picked up even when the points are not);
+        points come from the disk cache, or from ``fetch``, as for :meth:`get`.
+        The Dataset is immutable; its arrays are shared with later calls.
+        Raises ``DatasetError`` for points that make no dataset (nothing is memoised).
+        """
+        version = info.get("version")
+        version = version if isinstance(version, str) else None
+        key = (dataset_id, version, repr([info.get(name) for name in _INFO_KEYS]))
+        if key in self._built:
+            self._built.move_to_end(key)
+            return self._built[key]
+        built = Dataset.from_points(info, self._points(dataset_id, version, fetch))
+        self._remember(self._built, key, built)
+        return built
+
+    def _points(self, dataset_id: int, version: str | None, fetch: Callable[[], Points]) -> Points:
+        """The points from the disk cache, fetched and stored first when no process has."""
         path = self._path(dataset_id, version)
         points = self._read(path)
         if points is None:
@@ -80,7 +113,6 @@ class DatasetCache:
                 if points is None:
                     points = self._store(path, fetch())
                     self._prune(dataset_id, keep=path)
-        self._remember(key, points)
         return points
 
     def _path(self, dataset_id: int, version: str | None) -> Path:
@@ -139,12 +171,12 @@ class DatasetCache:
             finally:
                 os.close(fd)
 
-    def _remember(self, key: tuple[int, str | None], points: Points) -> None:
+    def _remember(self, memo: OrderedDict[Any, _T], key: Any, value: _T) -> None:
         if self._memo_size == 0:
             return
-        self._memo[key] = points
-        while len(self._memo) > self._memo_size:
-            self._memo.popitem(last=False)
+        memo[key] = value
+        while len(memo) > self._memo_size:
+            memo.popitem(last=False)
 
 
 def _mtime(path: Path) -> float:

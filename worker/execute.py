@@ -101,7 +101,7 @@ class JobTimings:
     """Seconds per phase, for the logs; None where the job never got that far."""
 
     start: float | None  # from the hand-over to the job process having the job
-    load: float | None  # reading the points and building the dataset
+    load: float | None  # from the job process having the job to the algorithm starting
     run: float | None  # the algorithm: fit, predict, scores, pictures
     total: float  # everything, reaping included
 

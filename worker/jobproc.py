@@ -15,8 +15,9 @@ is done while the worker is busy elsewhere:
 
 With the job come the limits: `RLIMIT_AS` caps the address space (the memory
 limit) and `RLIMIT_CORE` 0 stops a crashing algorithm from writing a core file.
-The child loads the dataset, runs the algorithm and sends `Loaded` (for phase
-timings) and `Finished` (the result, or why it failed), then exits at once.
+The child sends `Loaded` (for phase timings), runs the algorithm on the
+dataset the job brings, built, and sends `Finished` (the result, or why it
+failed), then exits at once.
 Exception objects never cross the pipe, only strings: an algorithm's
 exception may not pickle.
 
@@ -26,7 +27,6 @@ processes, so the parent can subtract them from its own.
 
 from __future__ import annotations
 
-import json
 import os
 import resource
 import signal
@@ -34,7 +34,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from multiprocessing import parent_process
@@ -64,23 +64,18 @@ MAX_MESSAGE = 2000
 class JobSpec:
     """Everything a job process needs; pickled to the child, so keep it small.
 
-    Give the points either as `points_path`, a JSON file holding the list of
-    point dicts (the dataset cache writes one; the child reads it, so large
-    data is not pickled through a pipe), or inline as `points`.
+    The dataset comes built: the worker makes its arrays once per dataset
+    version (`worker.cache.DatasetCache.dataset`), and numpy arrays pickle
+    as raw bytes, where a thousand point dicts would be pickled one by one
+    and parsed again in every job process.
     """
 
     job_id: int
     algorithm: str
     params: Mapping[str, Any]
-    dataset_info: Mapping[str, Any]
-    points_path: str | None = None
-    points: Sequence[Mapping[str, Any]] | None = field(default=None, repr=False)
+    dataset: Dataset = field(repr=False)
     seed: int | None = None
     pictures: bool = True
-
-    def __post_init__(self) -> None:
-        if (self.points_path is None) == (self.points is None):
-            raise ValueError("a JobSpec needs exactly one of points_path and points")
 
 
 @dataclass(frozen=True)
@@ -90,7 +85,7 @@ class Ready:
 
 @dataclass(frozen=True)
 class Loaded:
-    """Second message: the job arrived at `started` and the dataset was built at `loaded`."""
+    """Second message: the job arrived at `started` and was ready to run at `loaded`."""
 
     started: float
     loaded: float
@@ -150,15 +145,14 @@ def main(jobs: Connection, reports: Connection) -> NoReturn:
 
 
 def _run(job: JobSpec, reports: Connection, started: float) -> Finished:
-    """Load the data and run the algorithm; turn every failure into a report."""
+    """Run the algorithm; turn every failure into a report."""
     kind: ReportKind = "success"
     message = ""
     result: JobResult | None = None
     try:
-        dataset = Dataset.from_points(job.dataset_info, _points(job))
         reports.send(Loaded(started=started, loaded=time.monotonic()))
         result = run_algorithm(
-            job.algorithm, job.params, dataset, seed=job.seed, pictures=job.pictures
+            job.algorithm, job.params, job.dataset, seed=job.seed, pictures=job.pictures
         )
     except MemoryError:
         # Nothing is built here: the traceback still holds the algorithm's frames
@@ -175,16 +169,6 @@ def last_line(exc: BaseException) -> str:
     """The last line of the traceback Python would print: `ValueError: boom`."""
     text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
     return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 3] + "..."
-
-
-def _points(job: JobSpec) -> Sequence[Mapping[str, Any]]:
-    """The job's point dicts, read from its file when it has one."""
-    if job.points_path is None:
-        assert job.points is not None  # JobSpec.__post_init__ guarantees one of them
-        return job.points
-    with open(job.points_path, "rb") as file:
-        points: list[Mapping[str, Any]] = json.load(file)
-    return points
 
 
 def _report(reports: Connection, finished: Finished) -> NoReturn:

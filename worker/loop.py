@@ -2,8 +2,9 @@
 
 One `JobLoop` per worker process. It asks the server for a job, waiting with
 exponential backoff and full jitter while there is none; fetches the job's
-details and dataset (points come from the machine-wide cache); runs the job
-in a child process (`worker.execute`); and writes the update to the outbox,
+details and dataset (points come from the machine-wide cache and become
+arrays once per version, here, not in every job process); runs the job in a
+child process (`worker.execute`); and writes the update to the outbox,
 from which the delivery thread sends it. A server that is away makes the
 loop probe at the idle maximum; it never exits for it. Stop signals reach
 the loop through `Shutdown`: the first ends the claiming, the second aborts
@@ -20,6 +21,8 @@ from typing import Any, TypeVar
 
 import structlog
 
+from algorithms.dataset import Dataset
+from algorithms.errors import DatasetError
 from worker.api import API
 from worker.backoff import Backoff
 from worker.cache import DatasetCache
@@ -31,7 +34,8 @@ from worker.errors import (
     PermissionDeniedError,
     TransientError,
 )
-from worker.execute import JobOutcome, JobRunner, JobSpec
+from worker.execute import JobOutcome, JobRunner, JobSpec, JobTimings
+from worker.jobproc import last_line
 from worker.lifecycle import Shutdown
 from worker.logs import job_context
 from worker.outbox import Outbox
@@ -103,10 +107,14 @@ class JobLoop:
                 self._spool(job_id, _failure(str(exc)), ())
                 _log.info("job failed before running", outcome="invalid", message=str(exc))
                 return
+            except DatasetError as exc:  # _spec checked the algorithm before building the data
+                refused = _data_refused(exc)
+                self._finish(job_id, details["algorithm"], refused, started, time.monotonic())
+                return
             if spec is None:
                 return
             fetched = time.monotonic()
-            dataset_name = spec.dataset_info.get("name", details.get("dataset"))
+            dataset_name = spec.dataset.name or details.get("dataset")
             self._status(f"job {job_id} {spec.algorithm} on {dataset_name}")
             outcome = self.runner.run(
                 spec,
@@ -114,21 +122,27 @@ class JobLoop:
                 memory_limit=self.settings.memory_limit,
                 cancel=self._cancel,
             )
-            fields, pictures = result_fields(outcome)
-            self._spool(job_id, fields, pictures)
-            ended = time.monotonic()
-            self.reporter.job_finished(spec.algorithm, outcome.kind, ended - started)
-            _log.info(
-                "job finished",
-                outcome=outcome.kind,
-                message=outcome.message if not outcome.ok else None,
-                seconds_fetch=round(fetched - started, 4),
-                seconds_start=_round(outcome.timings.start),
-                seconds_load=_round(outcome.timings.load),
-                seconds_run=_round(outcome.timings.run),
-                seconds_spool=round(ended - fetched - outcome.timings.total, 4),
-                seconds_total=round(ended - started, 4),
-            )
+            self._finish(job_id, spec.algorithm, outcome, started, fetched)
+
+    def _finish(
+        self, job_id: int, algorithm: str, outcome: JobOutcome, started: float, fetched: float
+    ) -> None:
+        """Spool the job's result, then count it and log its end with seconds per phase."""
+        fields, pictures = result_fields(outcome)
+        self._spool(job_id, fields, pictures)
+        ended = time.monotonic()
+        self.reporter.job_finished(algorithm, outcome.kind, ended - started)
+        _log.info(
+            "job finished",
+            outcome=outcome.kind,
+            message=outcome.message if not outcome.ok else None,
+            seconds_fetch=round(fetched - started, 4),
+            seconds_start=_round(outcome.timings.start),
+            seconds_load=_round(outcome.timings.load),
+            seconds_run=_round(outcome.timings.run),
+            seconds_spool=round(ended - fetched - outcome.timings.total, 4),
+            seconds_total=round(ended - started, 4),
+        )
 
     def _from_server(self, call: Callable[[], _T]) -> _T | None:
         """``call()``, which asks the server for what the claimed job needs, until it answers.
@@ -158,35 +172,32 @@ class JobLoop:
             raise JobFailed("the job names no algorithm")
         if not isinstance(params, dict):
             raise JobFailed('the job\'s params must be a JSON object such as {"n_neighbors": 5}')
-        dataset_id = details.get("dataset")
         seed = details.get("seed")
-        info, points = self._dataset(dataset_id)
         return JobSpec(
             job_id=job_id,
             algorithm=algorithm,
             params=params,
-            dataset_info=info,
-            points=points,
+            dataset=self._dataset(details.get("dataset")),
             seed=seed if isinstance(seed, int) and not isinstance(seed, bool) else None,
         )
 
-    def _dataset(self, dataset_id: object) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        """The dataset's info and points; points cross the network once per version."""
+    def _dataset(self, dataset_id: object) -> Dataset:
+        """The job's dataset, built; points cross the network once per version.
+
+        Raises DatasetError for points that make no dataset, with the sentence
+        the job process would have reported.
+        """
         if not isinstance(dataset_id, int) or isinstance(dataset_id, bool):
             raise JobFailed(f"the job's dataset must be a dataset id, not {dataset_id!r}")
         info = self.api.get_datasets().get(dataset_id)
         if info is None:
             raise JobFailed(f"dataset {dataset_id} does not exist on the server")
-        version = info.get("version")
         try:
-            points = self.cache.get(
-                dataset_id,
-                version if isinstance(version, str) else None,
-                lambda: self.api.get_points(dataset_id),
-            )
+            return self.cache.dataset(dataset_id, info, lambda: self.api.get_points(dataset_id))
         except NotFoundError as exc:
             raise JobFailed(f"dataset {dataset_id} does not exist on the server") from exc
-        return info, points
+        except ArithmeticError as exc:  # a JSON number too large for a float64 (or a label int64)
+            raise DatasetError(last_line(exc)) from exc
 
     def _spool(self, job_id: int, fields: dict[str, Any], pictures: Any) -> None:
         self.outbox.put(job_id, fields, pictures)
@@ -234,6 +245,17 @@ def result_fields(outcome: JobOutcome) -> tuple[dict[str, Any], list[tuple[str, 
     if result.warnings:
         fields["message"] = _clip("\n".join(result.warnings))
     return fields, [(picture.name, picture.png) for picture in result.pictures]
+
+
+def _data_refused(exc: DatasetError) -> JobOutcome:
+    """A job whose points make no dataset: failed as an `AlgorithmError` in the job would be."""
+    return JobOutcome(
+        kind="error",
+        message=str(exc),
+        result=None,
+        timings=JobTimings(start=None, load=None, run=None, total=0.0),
+        exitcode=None,
+    )
 
 
 def _failure(message: str) -> dict[str, Any]:

@@ -8,15 +8,19 @@ of the machine may deliver it later. The spool::
 
     spool/
       tmp/<u>/, tmp/<u>.lock     being written (the writer holds the .lock), or trash
-      ready/<time>-<job>-<u>/    complete entries: result.json, pictures/, .lock
+      ready/<time>-<job>-<u>/    complete entries: result.json, <picture>.png..., .lock
       corrupt/<name>, <name>.reason   entries that could not be read or were refused
 
 An entry appears in ``ready/`` by one ``rename`` of a fully written and
 fsynced directory, so ``ready/`` never holds half an entry; it leaves by a
-``rename`` too. A process delivers an entry only while it holds the entry's
-``flock``, taken without waiting: two processes never send the same entry at
-the same time, and the server's idempotent update covers a crash between its
-answer and the removal.
+``rename`` too. A result costs one ``fsync`` per file, one of the entry's
+directory and one of ``ready/``, which makes the rename durable: ``tmp/``
+holds nothing that must survive, so it is not flushed. The pictures lie
+beside ``result.json`` (format 1 kept them in ``pictures/``, a directory
+more to flush; such entries are still read). A process delivers an entry
+only while it holds the entry's ``flock``, taken without waiting: two
+processes never send the same entry at the same time, and the server's
+idempotent update covers a crash between its answer and the removal.
 """
 
 from __future__ import annotations
@@ -53,9 +57,10 @@ _SCORES = ("score_test", "score_validation")
 _LABELS = ("labels_training", "labels_test", "labels_validation")
 _EXTRAS = ("extra_scores_test", "extra_scores_validation")
 RESULT_FIELDS = frozenset({*_SCORES, *_LABELS, *_EXTRAS, "message", "success"})
-_FORMAT = 1
+_FORMAT = 2
+_FORMATS = {1: "pictures", 2: ""}  # where the pictures lie in the entry, per format
 _ENTRY_NAME = re.compile(r"\d{20}-(\d{1,18})-[0-9a-f]{12}")
-_PICTURE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+_PICTURE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}\.png")  # never result.json
 _LOCK = ".lock"
 
 _log = structlog.get_logger(__name__)
@@ -166,16 +171,14 @@ class Outbox:
         if fd is None:  # pragma: no cover - tmp/ vanished under us
             raise FileNotFoundError(f"spool directory {self.tmp} disappeared")
         try:
-            (work / "pictures").mkdir(mode=0o700, parents=True)
+            work.mkdir(mode=0o700)
             for name, png in pictures:
-                write_durably(work / "pictures" / name, png)
+                write_durably(work / name, png)
             write_durably(work / "result.json", result)
-            fsync_dir(work / "pictures")
             fsync_dir(work)
             target = self.ready / f"{time.time_ns():020d}-{job_id}-{unique}"
             os.rename(work, target)
             fsync_dir(self.ready)
-            fsync_dir(self.tmp)
         except BaseException:
             shutil.rmtree(work, ignore_errors=True)
             raise
@@ -192,7 +195,7 @@ class Outbox:
         bad = [n for n in names if not _PICTURE_NAME.fullmatch(n)]
         if bad or len(set(names)) != len(names):
             raise ValueError(
-                f"job {job_id}: picture names must be unique plain file names "
+                f"job {job_id}: picture names must be unique plain file names ending in .png "
                 f"(letters, digits, '.', '_', '-'), got {names!r}"
             )
         document = {
@@ -251,8 +254,8 @@ class Outbox:
             document = json.loads((entry.path / "result.json").read_bytes())
         except (OSError, ValueError) as exc:
             raise CorruptEntryError(f"result.json unreadable: {exc}") from exc
-        if not isinstance(document, dict) or document.get("format") != _FORMAT:
-            raise CorruptEntryError(f"result.json is not a format-{_FORMAT} result")
+        if not isinstance(document, dict) or document.get("format") not in _FORMATS:
+            raise CorruptEntryError(f"result.json is not a result of format {sorted(_FORMATS)}")
         job_id, fields, names = (document.get(k) for k in ("job_id", "fields", "pictures"))
         if type(job_id) is not int or job_id != entry.job_id:
             raise CorruptEntryError(f"job id {job_id!r} does not match the entry's name")
@@ -262,7 +265,7 @@ class Outbox:
             raise CorruptEntryError(f"bad result fields: {problem}")
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
             raise CorruptEntryError("'pictures' is not a list of file names")
-        paths = tuple(entry.path / "pictures" / n for n in names)
+        paths = tuple(entry.path / _FORMATS[document["format"]] / n for n in names)
         missing = [p.name for p in paths if not _PICTURE_NAME.fullmatch(p.name) or not p.is_file()]
         if missing:
             raise CorruptEntryError(f"picture files missing or misnamed: {missing}")
