@@ -60,3 +60,33 @@ def test_misbehaving_algorithms_fail_and_the_worker_goes_on(
     kinds = {e["job_id"]: e["outcome"] for e in worker.events("job finished")}
     assert [kinds[job] for job in bad] == ["exception", "crashed", "timeout", "memory"]
     assert spooled(tmp_path) == 0
+
+
+BROKEN_DATASET = """
+from server.models import Dataset, Point
+d = Dataset.objects.create(name="broken", task="classification", features=["x", "y"])
+sets = ["training"] * 4 + ["test"] * 2 + ["validation"] * 2
+points = Point.objects.bulk_create(
+    Point(dataset=d, set=s, values={"x": float(i), "y": None if i == 4 else 1.0}, label=i % 2)
+    for i, s in enumerate(sets)
+)
+d.refresh_version()
+print(d.pk, points[4].pk)
+"""
+
+
+def test_a_broken_dataset_fails_its_job_with_the_point_and_feature(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    """A point with a null feature (as another server may send) fails the job, naming both."""
+    dataset_id, point_id = map(int, server.shell(BROKEN_DATASET).split())
+    admin = admin_api(server.url)
+    broken = admin.submit_job("knn", dataset_id, {"n_neighbors": 1})
+    (good,) = submit_jobs(admin, [("knn", "moons", {"n_neighbors": 3})])
+    with start_worker(tmp_path, server.url) as worker:
+        assert worker.wait() == 0, worker.tail()
+    failed = admin.get_job_result(broken)
+    assert failed["status"] == "failed"
+    assert failed["message"].startswith(f"Point {point_id} has a null value for feature 'y'")
+    assert admin.get_job_result(good)["status"] == "done"
+    assert spooled(tmp_path) == 0
