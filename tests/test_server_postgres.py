@@ -32,20 +32,22 @@ def cluster() -> Iterator[PostgresCluster]:
 
 
 @pytest.fixture(scope="module")
-def server(start_server: Callable[..., RunningServer], cluster: PostgresCluster) -> RunningServer:
-    """The demo server on a new PostgreSQL database; a 1 s job's lease ends after 1 s."""
+def demo_server(
+    start_server: Callable[..., RunningServer], cluster: PostgresCluster
+) -> RunningServer:
+    """The demo server on a new PostgreSQL database; a 1 s job's lease ends after 1 s.
+
+    It replaces conftest's SQLite demo server, so conftest's ``admin``,
+    ``student`` and ``iris`` fixtures log in here.
+    """
     url = cluster.create_database(DATABASE)
     return start_server(demo=True, lease_grace=0, env={"DATABASE_URL": url})
 
 
 @pytest.fixture(scope="module")
-def admin(server: RunningServer) -> API:
-    return server.api("backend", "foobar")
-
-
-@pytest.fixture(scope="module")
-def student(server: RunningServer) -> API:
-    return server.api("student", "student")
+def server(demo_server: RunningServer) -> RunningServer:
+    """This module's server under its shorter name."""
+    return demo_server
 
 
 def test_migrations_ran_and_demo_data_is_in_postgres(
