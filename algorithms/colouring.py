@@ -22,8 +22,8 @@ from matplotlib.lines import Line2D
 from sklearn.inspection import DecisionBoundaryDisplay
 
 from algorithms.dataset import Dataset
+from algorithms.scoring import NOISE_LABEL
 
-NOISE_LABEL = -1  # what scikit-learn's clusterers call the points they leave out
 NOISE_COLOR = (0.75, 0.75, 0.75, 1.0)
 MAX_LEGEND_ENTRIES = 20
 _HANDLE: dict[str, Any] = {"linestyle": "", "markersize": 8, "markeredgecolor": "black"}

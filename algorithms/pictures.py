@@ -20,6 +20,7 @@ and scores matter more than its pictures.
 
 from __future__ import annotations
 
+import functools
 import io
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -96,8 +97,9 @@ class _Result:
             sets.append(_Points(name, split.X, split.y, y_pred))
         return cls(estimator, dataset, tuple(sets))
 
-    @property
+    @functools.cached_property
     def all_X(self) -> np.ndarray:
+        """Every set's features stacked: the extent of the axes and the PCA's input."""
         return np.vstack([p.X for p in self.sets])
 
     def shown(self, p: _Points) -> np.ndarray:

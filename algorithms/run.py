@@ -72,19 +72,22 @@ def run_algorithm(
     _check_task(algorithm, dataset, registry)
     estimator = build_estimator(algorithm, params, seed)
     _check_data(algorithm, dataset, estimator)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        predictions, fit_seconds, predict_seconds = _fit_predict(algorithm, estimator, dataset)
-    notes = [_sentence(w.category.__name__, w.message) for w in caught]
-    _check_finite(predictions)
-    view = _as_seen_by(algorithm, dataset)
-    own_extras = {"fit_seconds": fit_seconds, "predict_seconds": predict_seconds}
-    own_extras.update(_training_score(algorithm.task, dataset, predictions["training"]))
-    scores = {s: _score(view, s, predictions[s], own_extras) for s in ("test", "validation")}
-    drawn: list[Picture] = []
-    if pictures:
-        drawn, picture_notes = draw_pictures(estimator, view, predictions)
-        notes.extend(picture_notes)
+    # Scores (the silhouette's distances) and pictures (predictions over a grid,
+    # PCA) call BLAS/OpenMP too: the whole job runs with one thread.
+    with _thread_pools().limit(limits=1):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            predictions, fit_seconds, predict_seconds = _fit_predict(algorithm, estimator, dataset)
+        notes = [_sentence(w.category.__name__, w.message) for w in caught]
+        _check_predictions(dataset, predictions)
+        view = _as_seen_by(algorithm, dataset)
+        own_extras = {"fit_seconds": fit_seconds, "predict_seconds": predict_seconds}
+        own_extras.update(_training_score(algorithm.task, dataset, predictions["training"]))
+        scores = {s: _score(view, s, predictions[s], own_extras) for s in ("test", "validation")}
+        drawn: list[Picture] = []
+        if pictures:
+            drawn, picture_notes = draw_pictures(estimator, view, predictions)
+            notes.extend(picture_notes)
     return JobResult(
         labels={s: _native(predictions[s]) for s in SETS},
         score_test=scores["test"][0],
@@ -194,22 +197,21 @@ def _fits_all_sets(algorithm: Algorithm, estimator: Any) -> bool:
 def _fit_predict(
     algorithm: Algorithm, estimator: Any, dataset: Dataset
 ) -> tuple[dict[str, np.ndarray], float, float]:
-    """Predictions per set, fit seconds and predict seconds, with one BLAS/OpenMP thread.
+    """Predictions per set, fit seconds and predict seconds.
 
     An estimator's own exceptions pass through: the worker reports their last
     line, which names what scikit-learn refused (e.g. a penalty/loss pairing).
     """
-    with _thread_pools().limit(limits=1):
-        if _fits_all_sets(algorithm, estimator):
-            return _fit_predict_stacked(estimator, dataset)
-        started = time.perf_counter()
-        if algorithm.task == "clustering":
-            estimator.fit(dataset.training.X)
-        else:
-            estimator.fit(dataset.training.X, dataset.training.y)
-        fitted = time.perf_counter()
-        predictions = {s: np.asarray(estimator.predict(dataset.split(s).X)) for s in SETS}
-        return predictions, fitted - started, time.perf_counter() - fitted
+    if _fits_all_sets(algorithm, estimator):
+        return _fit_predict_stacked(estimator, dataset)
+    started = time.perf_counter()
+    if algorithm.task == "clustering":
+        estimator.fit(dataset.training.X)
+    else:
+        estimator.fit(dataset.training.X, dataset.training.y)
+    fitted = time.perf_counter()
+    predictions = {s: np.asarray(estimator.predict(dataset.split(s).X)) for s in SETS}
+    return predictions, fitted - started, time.perf_counter() - fitted
 
 
 @functools.cache
@@ -253,9 +255,20 @@ def _score(
     return main, {**extra, **extras}
 
 
-def _check_finite(predictions: Mapping[str, np.ndarray]) -> None:
-    """Refuse NaN or infinite predictions: they cannot be sent, and would mean nothing."""
+def _check_predictions(dataset: Dataset, predictions: Mapping[str, np.ndarray]) -> None:
+    """Refuse predictions that cannot be sent: not one per point, NaN or infinite.
+
+    Built-ins always predict one label per point; a plugin's ``predict`` may not,
+    and the server would refuse the labels without saying which algorithm erred.
+    """
     for set_name, predicted in predictions.items():
+        n_points = len(dataset.split(set_name).ids)
+        if predicted.shape[:1] != (n_points,):
+            raise AlgorithmError(
+                f"The algorithm predicted {predicted.shape[0] if predicted.ndim else 0} labels "
+                f"for the {n_points} points of the {set_name} set; it must predict one label "
+                "per point."
+            )
         if predicted.dtype.kind == "f" and not np.isfinite(predicted).all():
             raise AlgorithmError(
                 f"The algorithm predicted a non-finite number for the {set_name} set; "

@@ -5,16 +5,19 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import numpy as np
 import pytest
 from algorithm_data import real_dataset, real_points
+from sklearn.base import BaseEstimator, ClusterMixin
 
-from algorithms.dataset import Dataset
+from algorithms.dataset import SETS, Dataset
 from algorithms.errors import (
     AlgorithmError,
     DatasetError,
     InvalidParamsError,
     UnknownAlgorithmError,
 )
+from algorithms.registry import Algorithm, Registry
 from algorithms.run import run_algorithm
 
 INFO = {"name": "tiny", "task": "classification", "features": ["x", "y"]}
@@ -232,6 +235,28 @@ def test_algorithm_for_another_task_is_refused() -> None:
         r"choose one of: decision_tree_regression, gradient_boosting_regression, ",
     ):
         _run("knn", real_dataset("diabetes"))
+
+
+class _ShortPredictions(BaseEstimator, ClusterMixin):
+    """A plugin clusterer whose predict leaves out the last point."""
+
+    def fit(self, X: Any) -> _ShortPredictions:
+        return self
+
+    def predict(self, X: Any) -> Any:
+        return np.zeros(len(X) - 1, dtype=int)
+
+
+def test_a_prediction_per_point_is_required() -> None:
+    """A plugin that predicts fewer labels than points fails the job, naming the set."""
+    short = Algorithm("short", "clustering", "", _ShortPredictions, ())
+    dataset = _without_labels("blobs", SETS)
+    with pytest.raises(
+        AlgorithmError,
+        match=r"^The algorithm predicted \d+ labels for the \d+ points of the training set; "
+        r"it must predict one label per point\.$",
+    ):
+        run_algorithm("short", {}, dataset, seed=0, registry=Registry([short]), pictures=False)
 
 
 def test_unknown_algorithm_lists_the_available_ones() -> None:

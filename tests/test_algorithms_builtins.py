@@ -180,20 +180,29 @@ def test_convergence_warnings_become_short_sentences() -> None:
 
 
 class _ThreadRecordingClassifier(neighbors.KNeighborsClassifier):
-    """A classifier that records the BLAS/OpenMP thread counts it was fitted under."""
+    """A classifier that records the BLAS/OpenMP thread counts of each fit and predict."""
 
     seen: list[int] = []
 
     def fit(self, X: Any, y: Any) -> Any:
-        type(self).seen = [int(pool["num_threads"]) for pool in threadpool_info()]
+        type(self).seen += [int(pool["num_threads"]) for pool in threadpool_info()]
         return super().fit(X, y)
 
+    def predict(self, X: Any) -> Any:
+        type(self).seen += [int(pool["num_threads"]) for pool in threadpool_info()]
+        return super().predict(X)
 
-def test_fit_runs_with_one_blas_thread() -> None:
-    """BLAS/OpenMP thread pools are pinned to one thread while the estimator fits."""
+
+@pytest.mark.parametrize(("dataset", "pictures"), [("iris", False), ("moons", True)])
+def test_job_runs_with_one_blas_thread(dataset: str, pictures: bool) -> None:
+    """BLAS/OpenMP thread pools are pinned to one thread while fitting and drawing regions."""
+    _ThreadRecordingClassifier.seen = []
     recorder = Algorithm("recorder", "classification", "", _ThreadRecordingClassifier, ())
     registry = Registry([recorder])
-    run_algorithm("recorder", {}, real_dataset("iris"), seed=1, registry=registry, pictures=False)
+    result = run_algorithm(
+        "recorder", {}, real_dataset(dataset), seed=1, registry=registry, pictures=pictures
+    )
+    assert len(result.pictures) == (2 if pictures else 0)  # regions predicted a grid too
     assert _ThreadRecordingClassifier.seen
     assert set(_ThreadRecordingClassifier.seen) == {1}
 

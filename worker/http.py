@@ -242,8 +242,12 @@ def _server_sentence(response: requests.Response) -> tuple[str, dict[str, str]]:
 
 
 def _call_of(response: requests.Response) -> str:
-    request = response.request
-    return f"{request.method} {urlsplit(request.url or '').path}"
+    return _call(response.request.method or "", response.request.url or "")
+
+
+def _call(method: str, url: str) -> str:
+    """How messages name a call: ``POST /jobs/17/update/``."""
+    return f"{method} {urlsplit(url).path}"
 
 
 def _wait(retry_state: RetryCallState) -> float:
@@ -373,10 +377,11 @@ class Transport:
 
     def _http(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         """One HTTP exchange; the only place ``requests`` exceptions are caught."""
-        call = f"{method} {urlsplit(self.url(path)).path}"
+        url = self.url(path)
+        call = _call(method, url)
         try:
             return self.session.request(
-                method, self.url(path), timeout=self.timeout, allow_redirects=False, **kwargs
+                method, url, timeout=self.timeout, allow_redirects=False, **kwargs
             )
         except requests.exceptions.SSLError as exc:
             raise APIError(f"{call} failed: TLS error: {exc}") from exc
