@@ -84,7 +84,7 @@ TARGET = 0.015  # seconds of overhead per job (issue 4)
 WORKER_DEADLINE = 600.0
 FAST_POLLS = ("--poll-min", "0.05", "--poll-max", "0.2")
 POINTS_PATH = r"/datasets/\d+/points/"
-PHASES = ("fetch", "start", "load", "run", "spool")  # the seconds_* of a `job finished` line
+PHASES = ("fetch", "start", "run", "spool")  # the seconds_* of a `job finished` line
 
 
 @dataclass
@@ -134,7 +134,7 @@ class Job:
 
     job_id: int
     cycle: float
-    phases: dict[str, float]  # claim, fetch, start, load, run, spool
+    phases: dict[str, float]  # claim, fetch, start, run, spool
     fit_predict: float
     delivered_after: float | None
 
@@ -326,8 +326,7 @@ def report(numbers: Mapping[str, Any]) -> str:
         row("job cycle (previous job's end to this one's)", work["cycle"]),
         row("  claim (jobs/request/, loop, logs)", work["phases"]["claim"]),
         row("  fetch (job details, dataset info, cache)", work["phases"]["fetch"]),
-        row("  start (hand-over to the job process)", work["phases"]["start"]),
-        row("  load (points to Dataset)", work["phases"]["load"]),
+        row("  start (hand-over of job and dataset)", work["phases"]["start"]),
         row("  run (run_algorithm in the job process)", work["phases"]["run"]),
         row("    of which fit + predict", work["fit_predict"]),
         row("  spool (outbox write, reaping)", work["phases"]["spool"]),
@@ -339,7 +338,7 @@ def report(numbers: Mapping[str, Any]) -> str:
         "",
         "CPU per steady-state job (counts work, not waiting for a core):",
         f"  worker process (claim, fetch, hand-over, spool, delivery)  {ms(cpu['worker']):>10}",
-        f"  job processes (start, load, run_algorithm, exit; forks)    "
+        f"  job processes (start, run_algorithm, exit; forks)          "
         f"{ms(cpu['job processes']):>10}",
         f"  in-process run_algorithm with pictures (baseline)          "
         f"{ms(base['with_pictures_cpu']):>10}",

@@ -127,20 +127,21 @@ def test_corrupt_file_refetched(tmp_path: Path, damage: Callable[[Path], Any]) -
     assert json.loads(path.read_text()) == make_points(100)
 
 
+INFO = {"name": "d", "task": "classification", "features": ["x", "y"], "target": "label"}
+
+
 def test_memo_is_bounded(tmp_path: Path) -> None:
-    """The in-process memo keeps only the most recently used datasets."""
+    """The in-process memo keeps only the most recently used built datasets."""
     cache = DatasetCache(tmp_path, memo_size=2)
-    fetchers = {i: Fetcher(make_points(5, shift=i)) for i in (1, 2, 3)}
+    info = {**INFO, "version": "v"}
+    fetchers = {i: Fetcher(make_points(9, shift=i)) for i in (1, 2, 3)}
     for dataset_id, fetch in fetchers.items():
-        cache.get(dataset_id, "v", fetch)
+        cache.dataset(dataset_id, info, fetch)
     for path in cache.directory.glob("*.json"):
         path.unlink()  # from now on only the memo can answer without fetching
-    cache.get(3, "v", fetchers[3])
-    cache.get(1, "v", fetchers[1])
+    cache.dataset(3, info, fetchers[3])
+    cache.dataset(1, info, fetchers[1])
     assert [f.calls for f in fetchers.values()] == [2, 1, 1]
-
-
-INFO = {"name": "d", "task": "classification", "features": ["x", "y"], "target": "label"}
 
 
 def test_built_dataset_is_memoised_per_version_and_info(tmp_path: Path) -> None:

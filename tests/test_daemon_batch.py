@@ -60,7 +60,7 @@ ESTIMATORS: dict[str, Callable[..., BaseEstimator]] = {
     "agglomerative": AgglomerativeClustering,
 }
 JOB_KEYS = ("worker_id", "job_id", "algorithm", "dataset", "attempt")
-PHASES = ("seconds_fetch", "seconds_start", "seconds_load", "seconds_run", "seconds_total")
+PHASES = ("seconds_fetch", "seconds_start", "seconds_run", "seconds_total")
 
 
 @dataclass(frozen=True)

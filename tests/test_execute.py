@@ -20,6 +20,7 @@ from sklearn.datasets import load_iris
 from algorithms.dataset import Dataset
 from algorithms.run import run_algorithm
 from worker.execute import JobOutcome, JobRunner, JobSpec
+from worker.sdnotify import NOTIFY_ENV_VARS
 
 PLUGINS = Path(__file__).parent / "plugins"
 GIB = 1024**3
@@ -80,7 +81,9 @@ def runner(plugin_dir: Path) -> Iterator[JobRunner]:
         patch.setenv("MLWORKER_TEST_PLUGIN_DIR", str(plugin_dir))
         patch.setenv("NOTIFY_SOCKET", "/run/mlworker-test/notify")
         patch.setenv("WATCHDOG_USEC", "30000000")
+        patch.setenv("WATCHDOG_PID", str(os.getpid()))
         patch.setenv("MLWORKER_PASSWORD", "secret-of-the-worker")
+        patch.setenv("MLWORKER_PASSWORD_FILE", "/run/credentials/mlworker/password")
         patch.setenv("OMP_NUM_THREADS", "7")
         with JobRunner() as job_runner:
             yield job_runner
@@ -159,7 +162,6 @@ def test_builtin_job_gives_the_labels_of_a_direct_run(runner: JobRunner, iris: D
     assert all(p.png.startswith(b"\x89PNG") for p in outcome.result.pictures)
     timings = outcome.timings
     assert timings.start is not None
-    assert timings.load is not None
     assert timings.run is not None
     assert timings.total >= timings.run > 0
 
@@ -272,7 +274,7 @@ def test_job_environment(runner: JobRunner, iris: Dataset, plugin_dir: Path) -> 
     for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         assert environ[name] == "1", name
     assert environ["MPLBACKEND"] == "Agg"
-    for name in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "MLWORKER_PASSWORD"):
+    for name in (*NOTIFY_ENV_VARS, "MLWORKER_PASSWORD", "MLWORKER_PASSWORD_FILE"):
         assert name not in environ, name
     # ... while the worker keeps its own
     assert os.environ["NOTIFY_SOCKET"] == "/run/mlworker-test/notify"

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from worker.sdnotify import NOTIFY_ENV_VARS, Notifier, without_notify_env
+from worker.sdnotify import Notifier
 
 RECEIVE_DEADLINE = 10.0  # seconds to wait for a datagram that must come
 
@@ -213,19 +213,6 @@ def test_send_failure_never_raises_and_is_logged_once(tmp_path: Path) -> None:
         sock.bind(str(path))
         notifier.status("systemd is back")
         assert FakeSystemd(sock, str(path)).pending() == [b"STATUS=systemd is back"]
-
-
-def test_without_notify_env_strips_only_systemds_variables() -> None:
-    """The job environment loses NOTIFY_SOCKET, WATCHDOG_USEC and WATCHDOG_PID, nothing else."""
-    env = {
-        "NOTIFY_SOCKET": "/run/systemd/notify",
-        "WATCHDOG_USEC": "60000000",
-        "WATCHDOG_PID": "42",
-        "PATH": "/usr/bin",
-        "OMP_NUM_THREADS": "1",
-    }
-    assert without_notify_env(env) == {"PATH": "/usr/bin", "OMP_NUM_THREADS": "1"}
-    assert set(NOTIFY_ENV_VARS) <= set(env)
 
 
 def test_child_process_notifies_from_its_own_pid(systemd: FakeSystemd) -> None:

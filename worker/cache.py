@@ -6,10 +6,9 @@ promises the points of an id never change). Each key is one JSON file,
 written by temporary file + fsync + rename, so a reader sees a whole file or
 none. A per-key ``flock`` makes the worker processes of a machine fetch a
 missing dataset once: the others wait for the lock and then read the file.
-A small in-process memo saves re-reading and re-parsing the file for every
-job on the same dataset; :meth:`DatasetCache.dataset` memoises the built
-`Dataset` (the arrays a job process is handed) the same way, so that the
-points become arrays once per version, not once per job.
+A small in-process memo in :meth:`DatasetCache.dataset` keeps the built
+`Dataset` (the arrays a job process is handed), so that the file is read and
+the points become arrays once per version, not once per job.
 """
 
 from __future__ import annotations
@@ -22,7 +21,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import structlog
 
@@ -34,7 +33,6 @@ __all__ = ["DatasetCache", "Points"]
 Points = list[dict[str, Any]]
 
 _INFO_KEYS = ("name", "task", "features", "target")  # what Dataset.from_points reads of the info
-_T = TypeVar("_T")
 _SAFE_VERSION = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _log = structlog.get_logger(__name__)
 
@@ -46,7 +44,7 @@ class DatasetCache:
         cache_dir: the cache root (``$CACHE_DIRECTORY`` under systemd).
         keep_versions: versions kept on disk per dataset id; older ones are
             deleted when a new one is stored.
-        memo_size: datasets kept parsed (and, apart, built) in this process's memory.
+        memo_size: datasets kept built in this process's memory.
     """
 
     def __init__(
@@ -59,7 +57,6 @@ class DatasetCache:
         self._remove_stale_temporaries()
         self._keep = keep_versions
         self._memo_size = memo_size
-        self._memo: OrderedDict[tuple[int, str | None], Points] = OrderedDict()
         self._built: OrderedDict[tuple[int, str | None, str], Dataset] = OrderedDict()
 
     def _remove_stale_temporaries(self) -> None:
@@ -67,20 +64,6 @@ class DatasetCache:
         for tmp in self.directory.glob(".*.tmp"):
             if time.time() - _mtime(tmp) > 3600:
                 tmp.unlink(missing_ok=True)
-
-    def get(self, dataset_id: int, version: str | None, fetch: Callable[[], Points]) -> Points:
-        """The points of ``dataset_id`` at ``version``, calling ``fetch`` only if nobody has.
-
-        The list returned may be shared with later calls: treat it as read-only.
-        Errors of ``fetch`` propagate and leave nothing cached.
-        """
-        key = (dataset_id, version)
-        if key in self._memo:
-            self._memo.move_to_end(key)
-            return self._memo[key]
-        points = self._points(dataset_id, version, fetch)
-        self._remember(self._memo, key, points)
-        return points
 
     def dataset(
         self, dataset_id: int, info: Mapping[str, Any], fetch: Callable[[], Points]
@@ -99,12 +82,20 @@ class DatasetCache:
         if key in self._built:
             self._built.move_to_end(key)
             return self._built[key]
-        built = Dataset.from_points(info, self._points(dataset_id, version, fetch))
-        self._remember(self._built, key, built)
+        built = Dataset.from_points(info, self.get(dataset_id, version, fetch))
+        if self._memo_size > 0:
+            self._built[key] = built
+            while len(self._built) > self._memo_size:
+                self._built.popitem(last=False)
         return built
 
-    def _points(self, dataset_id: int, version: str | None, fetch: Callable[[], Points]) -> Points:
-        """The points from the disk cache, fetched and stored first when no process has."""
+    def get(self, dataset_id: int, version: str | None, fetch: Callable[[], Points]) -> Points:
+        """The points of ``dataset_id`` at ``version``, calling ``fetch`` only if nobody has.
+
+        Read from the disk cache on every call: :meth:`dataset` memoises what jobs use.
+
+        Errors of ``fetch`` propagate and leave nothing cached.
+        """
         path = self._path(dataset_id, version)
         points = self._read(path)
         if points is None:
@@ -170,13 +161,6 @@ class DatasetCache:
                 old.with_suffix(".lock").unlink(missing_ok=True)
             finally:
                 os.close(fd)
-
-    def _remember(self, memo: OrderedDict[Any, _T], key: Any, value: _T) -> None:
-        if self._memo_size == 0:
-            return
-        memo[key] = value
-        while len(memo) > self._memo_size:
-            memo.popitem(last=False)
 
 
 def _mtime(path: Path) -> float:

@@ -17,9 +17,6 @@ from worker.errors import APIError, AuthenticationError, ConfigError
 from worker.logs import configure_logging
 from worker.threads import pin_threads
 
-EX_CONFIG = 78
-EX_UNAVAILABLE = 69
-
 
 def add_run(subparsers: Any) -> None:
     """Register `mlworker run`."""
@@ -60,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     """`mlworker run`: one worker process, or a supervisor of several."""
     settings = read_settings(args)
     if settings is None:
-        return EX_CONFIG
+        return os.EX_CONFIG
     pin_threads(os.environ)  # before the supervisor imports numpy
     configure_logging(settings.log_format, secrets=[settings.password.reveal()])
     if settings.processes > 1:
@@ -77,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         metrics = start_metrics(settings)
     except ConfigError as exc:
         print(f"mlworker: invalid configuration: {exc}", file=sys.stderr)
-        return EX_CONFIG
+        return os.EX_CONFIG
     shutdown = Shutdown()
     shutdown.install()
     reporter = Tee(NotifyReporter(Notifier.from_environ()), metrics)
@@ -88,7 +85,7 @@ def check(args: argparse.Namespace) -> int:
     """`mlworker check`: 0 when the configuration is valid and the server takes the login."""
     settings = read_settings(args)
     if settings is None:
-        return EX_CONFIG
+        return os.EX_CONFIG
     configure_logging(settings.log_format, secrets=[settings.password.reveal()])
     from algorithms.registry import default_registry
     from worker.api import API
@@ -100,10 +97,10 @@ def check(args: argparse.Namespace) -> int:
         API(settings.username, settings.password.reveal(), settings.host, retry_for=0).close()
     except AuthenticationError as exc:
         print(f"login: refused for {settings.username!r} at {settings.host}: {exc}")
-        return EX_CONFIG
+        return os.EX_CONFIG
     except APIError as exc:
         print(f"login: server unreachable at {settings.host}: {exc}")
-        return EX_UNAVAILABLE
+        return os.EX_UNAVAILABLE
     print(f"login: ok as {settings.username!r} at {settings.host}")
     registry = default_registry()
     names = sorted(algorithm.name for algorithm in registry)

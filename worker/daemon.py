@@ -29,8 +29,6 @@ from worker.reporting import Reporter
 
 _log = structlog.get_logger(__name__)
 
-EX_OK = 0
-EX_CONFIG = 78
 DELIVERY_RETRY_SECONDS = 10.0  # one delivery call's retries; the thread's backoff does the rest
 FINAL_DELIVERY_SECONDS = 10.0  # at a stop, how long the last delivery pass may take
 
@@ -56,9 +54,9 @@ def run_worker(
         api = connect(settings, worker_id, shutdown, reporter)
     except BootError as exc:
         log.error("cannot start", reason=str(exc))
-        return EX_CONFIG
+        return os.EX_CONFIG
     if api is None:  # stopped before the server ever answered
-        return EX_OK
+        return os.EX_OK
     outbox = Outbox(settings.spool_dir)
     deliverer = Deliverer(
         outbox,
@@ -87,12 +85,12 @@ def run_worker(
         except PermissionDeniedError as exc:
             log.error("cannot start", reason=f"{settings.username!r} has no admin rights: {exc}")
             deliverer.stop(grace=0)
-            return EX_CONFIG
+            return os.EX_CONFIG
         reporter.stopping()
         _finish_delivery(deliverer, shutdown, burst=burst)
     api.close()
     log.info("worker stopped", results_waiting=outbox.count())
-    return EX_OK
+    return os.EX_OK
 
 
 def connect(

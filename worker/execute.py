@@ -69,7 +69,7 @@ from typing import Literal
 
 from algorithms.run import JobResult
 from worker import jobproc
-from worker.jobproc import Finished, JobSpec, Loaded, Ready
+from worker.jobproc import Finished, JobSpec, Ready, Started
 
 __all__ = ["JobOutcome", "JobRunner", "JobSpec", "JobTimings", "OutcomeKind"]
 
@@ -100,8 +100,7 @@ MIB = 1024 * 1024
 class JobTimings:
     """Seconds per phase, for the logs; None where the job never got that far."""
 
-    start: float | None  # from the hand-over to the job process having the job
-    load: float | None  # from the job process having the job to the algorithm starting
+    start: float | None  # from the hand-over to the job process having the job, dataset and all
     run: float | None  # the algorithm: fit, predict, scores, pictures
     total: float  # everything, reaping included
 
@@ -127,7 +126,7 @@ class _Ending:
     """What the parent saw while waiting: how the wait ended and what arrived."""
 
     how: Literal["finished", "died", "timeout", "cancelled"]
-    loaded: Loaded | None
+    started: Started | None
     finished: Finished | None
     peak: int  # largest address space seen, in bytes (0 when not sampled)
 
@@ -138,7 +137,7 @@ class _JobProcess:
 
     process: BaseProcess
     jobs: Connection  # parent -> child: the one (JobSpec, memory_limit)
-    reports: Connection  # child -> parent: Ready, Loaded, Finished
+    reports: Connection  # child -> parent: Ready, Started, Finished
 
 
 class JobRunner:
@@ -270,14 +269,14 @@ def _wait(
     """Read the child's messages until it reports, dies, runs out of time or is cancelled."""
     process, reports = current.process, current.reports
     waitables: list[Connection | int] = [reports, process.sentinel]
-    loaded: Loaded | None = None
+    started: Started | None = None
     peak = 0
     while True:
         if cancelled():
-            return _Ending("cancelled", loaded, None, peak)
+            return _Ending("cancelled", started, None, peak)
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            return _Ending("timeout", loaded, None, peak)
+            return _Ending("timeout", started, None, peak)
         ready = wait(waitables, timeout=min(TICK, remaining))
         if memory_limit is not None and process.pid is not None:
             peak = max(peak, _address_space_peak(process.pid))
@@ -288,11 +287,11 @@ def _wait(
                 waitables.remove(reports)
                 continue
             if isinstance(message, Finished):
-                return _Ending("finished", loaded, message, peak)
-            if isinstance(message, Loaded):
-                loaded = message
+                return _Ending("finished", started, message, peak)
+            if isinstance(message, Started):
+                started = message
         elif process.sentinel in ready:
-            return _Ending("died", loaded, None, peak)
+            return _Ending("died", started, None, peak)
 
 
 def _stop(current: _JobProcess, *, ending: str) -> int | None:
@@ -366,13 +365,12 @@ def _signal_name(number: int) -> str:
 
 
 def _timings(launched: float, ending: _Ending, ended: float) -> JobTimings:
-    loaded, finished = ending.loaded, ending.finished
-    if loaded is None:
-        return JobTimings(start=None, load=None, run=None, total=ended - launched)
+    started, finished = ending.started, ending.finished
+    if started is None:
+        return JobTimings(start=None, run=None, total=ended - launched)
     return JobTimings(
-        start=loaded.started - launched,
-        load=loaded.loaded - loaded.started,
-        run=(finished.finished if finished else ended) - loaded.loaded,
+        start=started.at - launched,
+        run=(finished.finished if finished else ended) - started.at,
         total=ended - launched,
     )
 

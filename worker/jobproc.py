@@ -15,7 +15,7 @@ is done while the worker is busy elsewhere:
 
 With the job come the limits: `RLIMIT_AS` caps the address space (the memory
 limit) and `RLIMIT_CORE` 0 stops a crashing algorithm from writing a core file.
-The child sends `Loaded` (for phase timings), runs the algorithm on the
+The child sends `Started` (for phase timings), runs the algorithm on the
 dataset the job brings, built, and sends `Finished` (the result, or why it
 failed), then exits at once.
 Exception objects never cross the pipe, only strings: an algorithm's
@@ -50,8 +50,14 @@ from worker.threads import THREAD_VARIABLES
 
 ReportKind = Literal["success", "error", "exception", "memory"]
 
-#: Left out of the environment of job processes: systemd's notify protocol, the password.
-PRIVATE_VARIABLES = (*NOTIFY_ENV_VARS, "MLWORKER_PASSWORD", "CREDENTIALS_DIRECTORY")
+#: Left out of the environment of job processes: systemd's notify protocol, the password
+#: and every variable that says where a file holding it is.
+PRIVATE_VARIABLES = (
+    *NOTIFY_ENV_VARS,
+    "MLWORKER_PASSWORD",
+    "MLWORKER_PASSWORD_FILE",
+    "CREDENTIALS_DIRECTORY",
+)
 
 #: Exit status of a job process that ran out of memory even for sending its report.
 EXIT_NO_MEMORY = 86
@@ -84,11 +90,10 @@ class Ready:
 
 
 @dataclass(frozen=True)
-class Loaded:
-    """Second message: the job arrived at `started` and was ready to run at `loaded`."""
+class Started:
+    """Second message: the job (its dataset unpickled) arrived at `at`; the run begins."""
 
-    started: float
-    loaded: float
+    at: float
 
 
 @dataclass(frozen=True)
@@ -150,7 +155,7 @@ def _run(job: JobSpec, reports: Connection, started: float) -> Finished:
     message = ""
     result: JobResult | None = None
     try:
-        reports.send(Loaded(started=started, loaded=time.monotonic()))
+        reports.send(Started(at=started))
         result = run_algorithm(
             job.algorithm, job.params, job.dataset, seed=job.seed, pictures=job.pictures
         )

@@ -138,7 +138,6 @@ class JobLoop:
             message=outcome.message if not outcome.ok else None,
             seconds_fetch=round(fetched - started, 4),
             seconds_start=_round(outcome.timings.start),
-            seconds_load=_round(outcome.timings.load),
             seconds_run=_round(outcome.timings.run),
             seconds_spool=round(ended - fetched - outcome.timings.total, 4),
             seconds_total=round(ended - started, 4),
@@ -253,7 +252,7 @@ def _data_refused(exc: DatasetError) -> JobOutcome:
         kind="error",
         message=str(exc),
         result=None,
-        timings=JobTimings(start=None, load=None, run=None, total=0.0),
+        timings=JobTimings(start=None, run=None, total=0.0),
         exitcode=None,
     )
 

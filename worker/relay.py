@@ -38,9 +38,10 @@ class PipeReporter:
         self._orphaned = False
 
     def _send(self, kind: str, **data: Any) -> None:
-        line = json.dumps({"slot": self._slot, "kind": kind, "data": data}) + "\n"
+        # Cut before the newline: a cut line is dropped by the reader, not merged with the next.
+        line = json.dumps({"slot": self._slot, "kind": kind, "data": data}).encode()[:4000]
         try:
-            os.write(self._fd, line.encode()[:4000])
+            os.write(self._fd, line + b"\n")
         except BrokenPipeError:
             self._orphan()
         except OSError:

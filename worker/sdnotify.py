@@ -11,7 +11,7 @@ from) enable the watchdog; ``watchdog()`` may be called from every turn of the m
 sends at most once per half period, as systemd's documentation recommends.
 
 Job processes must not inherit these variables (a job could otherwise speak for the unit):
-``without_notify_env`` gives the environment to start them with.
+``worker.jobproc.job_environment`` leaves ``NOTIFY_ENV_VARS`` out of theirs.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 
 import structlog
 
-__all__ = ["NOTIFY_ENV_VARS", "Notifier", "without_notify_env"]
+__all__ = ["NOTIFY_ENV_VARS", "Notifier"]
 
 NOTIFY_ENV_VARS = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
 """The variables systemd sets for the notify protocol, which job processes must not see."""
@@ -31,11 +31,6 @@ NOTIFY_ENV_VARS = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
 _SEND_TIMEOUT = 2.0  # seconds; systemd reads promptly, but a stuck socket must not hang us
 
 _log = structlog.get_logger(__name__)
-
-
-def without_notify_env(environ: Mapping[str, str]) -> dict[str, str]:
-    """Return a copy of ``environ`` without systemd's notify and watchdog variables."""
-    return {name: value for name, value in environ.items() if name not in NOTIFY_ENV_VARS}
 
 
 def _socket_address(value: str) -> str | None:

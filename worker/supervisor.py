@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import structlog
 
 from worker.config import Settings
-from worker.daemon import EX_CONFIG, EX_OK, BootError, connect, default_worker_id, run_worker
+from worker.daemon import BootError, connect, default_worker_id, run_worker
 from worker.errors import ConfigError
 from worker.lifecycle import Shutdown
 from worker.metrics import start_metrics
@@ -71,15 +71,15 @@ def supervise(settings: Settings, *, burst: bool = False) -> int:
         api = connect(settings, default_worker_id(), shutdown, NotifyReporter(notifier))
     except BootError as exc:
         _log.error("cannot start", reason=str(exc))
-        return EX_CONFIG
+        return os.EX_CONFIG
     if api is None:
-        return EX_OK
+        return os.EX_OK
     api.close()
     try:
         supervisor = Supervisor(settings, shutdown, notifier, burst=burst)
     except ConfigError as exc:
         _log.error("cannot start", reason=str(exc))
-        return EX_CONFIG
+        return os.EX_CONFIG
     return supervisor.run()
 
 
@@ -96,7 +96,7 @@ class Supervisor:
         self.slots = [Slot(n) for n in range(settings.processes)]
         self._signals_passed = 0
         self._last_status = ""
-        self._exit = EX_OK
+        self._exit = os.EX_OK
         read_fd, self._write_fd = os.pipe()
         os.set_blocking(read_fd, False)
         self._reader = ReportReader(read_fd)
@@ -176,11 +176,11 @@ class Supervisor:
             self._after_exit(slot, code)
 
     def _after_exit(self, slot: Slot, code: int) -> None:
-        if code == EX_CONFIG and self._exit == EX_OK:
+        if code == os.EX_CONFIG and self._exit == os.EX_OK:
             _log.error("a worker cannot start as configured; stopping all", slot=slot.number)
-            self._exit = EX_CONFIG
+            self._exit = os.EX_CONFIG
             self.shutdown.request()
-        if self.shutdown.stopping or (self.burst and code == EX_OK):
+        if self.shutdown.stopping or (self.burst and code == os.EX_OK):
             slot.status = "stopped"
             return
         ran = time.monotonic() - slot.started
