@@ -1,7 +1,8 @@
 """Claiming jobs and taking them back from workers that went silent.
 
 A claim is a lease of ``time_limit + JOB_LEASE_GRACE`` seconds. Expired leases are swept
-lazily, before every claim and whenever a job is looked at, so no timer process is needed.
+lazily, before every claim and whenever a job's result is looked at, so no timer process is
+needed.
 
 Claims are atomic on both databases we support: on SQLite every transaction begins
 ``IMMEDIATE`` (settings), so claims run one after another; on PostgreSQL the oldest pending
@@ -42,31 +43,36 @@ def expire_leases() -> int:
     return lost + requeued
 
 
-def _lease_end(job: Job, now: datetime.datetime) -> datetime.datetime:
-    time_limit = job.time_limit or settings.JOB_DEFAULT_TIME_LIMIT
-    return now + datetime.timedelta(seconds=time_limit + settings.JOB_LEASE_GRACE)
+def _lease_end(time_limit: int | None, now: datetime.datetime) -> datetime.datetime:
+    seconds = (time_limit or settings.JOB_DEFAULT_TIME_LIMIT) + settings.JOB_LEASE_GRACE
+    return now + datetime.timedelta(seconds=seconds)
 
 
-def claim_job(worker: str) -> Job | None:
-    """Give the oldest pending job to ``worker`` (running, attempt + 1), or ``None``."""
+def claim_job(worker: str) -> int | None:
+    """Give the oldest pending job to ``worker`` (running, attempt + 1); its id, or ``None``.
+
+    Only the columns the lease needs are read, and nothing is read back: this runs on
+    every worker's poll.
+    """
     expire_leases()
     with transaction.atomic():
         pending = Job.objects.filter(status="pending").order_by("created", "id")
         if connection.features.has_select_for_update_skip_locked:
             pending = pending.select_for_update(skip_locked=True)
-        job = pending.first()
-        if job is None:
+        row = pending.values_list("pk", "time_limit", "attempt").first()
+        if row is None:
             return None
+        job_id, time_limit, attempt = row
         now = timezone.now()
-        claimed = Job.objects.filter(pk=job.pk, status="pending").update(
+        claimed = Job.objects.filter(pk=job_id, status="pending").update(
             status="running",
             attempt=F("attempt") + 1,
-            lease_expires=_lease_end(job, now),
+            lease_expires=_lease_end(time_limit, now),
             claimed=now,
             worker=worker[:200],
         )
     if not claimed:
         return None
-    job.refresh_from_db()
-    log.info("job %d claimed by %s (attempt %d)", job.pk, worker or "?", job.attempt)
-    return job
+    # The row was locked (PostgreSQL) or the database serialized (SQLite): attempt + 1 holds.
+    log.info("job %d claimed by %s (attempt %d)", job_id, worker or "?", attempt + 1)
+    return job_id

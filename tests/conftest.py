@@ -100,6 +100,7 @@ class RunningServer:
         self.port = 0
         self.log_path = data_dir / "server.log"
         self.process: subprocess.Popen[bytes] | None = None
+        self.clients: list[API] = []
 
     @property
     def url(self) -> str:
@@ -156,9 +157,16 @@ class RunningServer:
         pytest.fail(f"the server did not answer within {START_DEADLINE} s:\n{self.log()}")
 
     def stop(self) -> None:
-        """SIGTERM, then wait for the graceful stop (SIGKILL if it hangs)."""
+        """SIGTERM, then wait for the graceful stop (SIGKILL if it hangs).
+
+        Our clients' idle keep-alive connections are closed first (they reconnect on their
+        next call): gunicorn keeps idle connections open for up to 2 s of a graceful stop, in
+        case a request is on its way, and nothing of ours is sending one.
+        """
         if self.process is None or self.process.poll() is not None:
             return
+        for client in self.clients:
+            client.close()
         self.process.send_signal(signal.SIGTERM)
         try:
             self.process.wait(timeout=STOP_DEADLINE)
@@ -224,7 +232,9 @@ class RunningServer:
     def api(self, username: str, password: str, **kwargs: Any) -> API:
         """A logged-in client; no retries unless asked, so failures show at once."""
         kwargs.setdefault("retry_for", 0)
-        return API(username, password, self.url, **kwargs)
+        client = API(username, password, self.url, **kwargs)
+        self.clients.append(client)
+        return client
 
 
 @pytest.fixture(scope="module")

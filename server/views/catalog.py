@@ -8,7 +8,14 @@ from django.http import HttpRequest, HttpResponse
 
 from server.forms import GroupAddForm, GroupJoinForm
 from server.models import Dataset, Group, Round
-from server.views.common import ClientError, api_view, json_response, user_of, valid_form
+from server.views.common import (
+    ClientError,
+    api_view,
+    get_or_404,
+    json_response,
+    user_of,
+    valid_form,
+)
 from server.wire import dataset_info, point_dicts, with_set_counts
 
 
@@ -85,9 +92,7 @@ def rounds(request: HttpRequest) -> HttpResponse:
 @api_view(method="POST")
 def join_round(request: HttpRequest, round_id: int) -> HttpResponse:
     """Join an open round; ``409`` once it is closed."""
-    round_ = Round.objects.filter(pk=round_id).first()
-    if round_ is None:
-        raise ClientError(404, f"no round with id {round_id}")
+    round_ = get_or_404(Round.objects, round_id, "round")
     if not round_.open:
         raise ClientError(409, f"round {round_id} ({round_.name}) is closed")
     round_.participants.add(user_of(request))
@@ -108,7 +113,5 @@ def datasets(request: HttpRequest) -> HttpResponse:
 @api_view(method="GET")
 def points(request: HttpRequest, dataset_id: int) -> HttpResponse:
     """A dataset's points by id; test and validation labels only for admins (workers)."""
-    dataset = Dataset.objects.filter(pk=dataset_id).first()
-    if dataset is None:
-        raise ClientError(404, f"no dataset with id {dataset_id}")
+    dataset = get_or_404(Dataset.objects, dataset_id, "dataset")
     return json_response(list(point_dicts(dataset, hide_labels=not request.user.is_staff)))

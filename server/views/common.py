@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from django import forms
 from django.contrib.auth.models import User
+from django.db import models
 from django.http import HttpRequest, JsonResponse
 from django.http.response import HttpResponseBase
 
 View = Callable[..., HttpResponseBase]
+M = TypeVar("M", bound=models.Model)
 
 ADMIN_REQUIRED = "admin rights required"
 
@@ -62,6 +64,17 @@ def valid_form(form: forms.Form) -> dict[str, Any]:
     if not form.is_valid():
         raise form_error(form)
     return form.cleaned_data
+
+
+def get_or_404(
+    rows: models.Manager[M] | models.QuerySet[M], pk: int, what: str, field: str | None = None
+) -> M:
+    """The row with id ``pk``, or a ``404`` "no <what> with id <pk>" naming ``field``, if any."""
+    found = rows.filter(pk=pk).first()
+    if found is None:
+        fields = {field: f"unknown {what}"} if field else None
+        raise ClientError(404, f"no {what} with id {pk}", fields)
+    return found
 
 
 def user_of(request: HttpRequest) -> User:

@@ -14,6 +14,7 @@ from server.views.common import (
     ADMIN_REQUIRED,
     ClientError,
     api_view,
+    get_or_404,
     json_response,
     user_of,
     valid_form,
@@ -25,9 +26,7 @@ SEED_LIMIT = 2**31
 
 def _round_for(user: User, round_id: int, dataset: Dataset) -> Round:
     """The round a job is submitted to, if the caller may submit to it."""
-    round_ = Round.objects.filter(pk=round_id).first()
-    if round_ is None:
-        raise ClientError(404, f"no round with id {round_id}", {"round": "unknown round"})
+    round_ = get_or_404(Round.objects, round_id, "round", field="round")
     if round_.dataset_id != dataset.pk:
         raise ClientError(
             400,
@@ -50,11 +49,7 @@ def submit(request: HttpRequest) -> HttpResponse:
     data = valid_form(SubmitForm(request.POST))
     if data["time_limit"] is not None and not user.is_staff:
         raise ClientError(403, ADMIN_REQUIRED, {"time_limit": "only admins may set a time limit"})
-    dataset = Dataset.objects.filter(pk=data["dataset"]).first()
-    if dataset is None:
-        raise ClientError(
-            404, f"no dataset with id {data['dataset']}", {"dataset": "unknown dataset"}
-        )
+    dataset = get_or_404(Dataset.objects, data["dataset"], "dataset", field="dataset")
     round_ = None if data["round"] is None else _round_for(user, data["round"], dataset)
     job = Job.objects.create(
         owner=user,
@@ -68,19 +63,15 @@ def submit(request: HttpRequest) -> HttpResponse:
     return json_response({"job": job.pk}, status=201)
 
 
-def get_job(job_id: int) -> Job:
-    """The job with that id (leases swept first, so its state is current), or ``404``."""
-    expire_leases()
-    job = Job.objects.select_related("round").filter(pk=job_id).first()
-    if job is None:
-        raise ClientError(404, f"no job with id {job_id}")
-    return job
-
-
 @api_view(method="GET")
 def result(request: HttpRequest, job_id: int) -> HttpResponse:
-    """A job's status, scores, message and pictures, for its owner or an admin."""
-    job = get_job(job_id)
+    """A job's status, scores, message and pictures, for its owner or an admin.
+
+    Leases are swept first, so the status shown is current. ``details`` needs no sweep:
+    nothing it answers changes when a lease expires.
+    """
+    expire_leases()
+    job = get_or_404(Job.objects.select_related("round"), job_id, "job")
     staff = request.user.is_staff
     if not staff and job.owner_id != request.user.pk:
         raise ClientError(403, f"job {job_id} is not yours: only its owner or an admin may see it")
@@ -90,11 +81,10 @@ def result(request: HttpRequest, job_id: int) -> HttpResponse:
 @api_view(method="GET", staff=True)
 def details(request: HttpRequest, job_id: int) -> HttpResponse:
     """What a worker needs to run a job."""
-    return json_response(job_details(get_job(job_id)))
+    return json_response(job_details(get_or_404(Job.objects, job_id, "job")))
 
 
 @api_view(method="POST", staff=True)
 def request_job(request: HttpRequest) -> HttpResponse:
     """Claim the oldest pending job for the worker named in ``X-Worker``."""
-    job = claim_job(request.headers.get("X-Worker", ""))
-    return json_response({"job": None if job is None else job.pk})
+    return json_response({"job": claim_job(request.headers.get("X-Worker", ""))})

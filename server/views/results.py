@@ -19,7 +19,7 @@ from django.utils import timezone
 from server.forms import UpdateForm
 from server.models import Job, Picture
 from server.uploads import OversizedFile
-from server.views.common import ClientError, api_view, json_response, valid_form
+from server.views.common import ClientError, api_view, get_or_404, json_response, valid_form
 from server.wire import set_sizes
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -37,10 +37,7 @@ RESULT_FIELDS = (
 
 def _locked_job(job_id: int) -> Job:
     """The job, row-locked where the database can (call inside a transaction), or 404."""
-    job = Job.objects.select_for_update().filter(pk=job_id).first()
-    if job is None:
-        raise ClientError(404, f"no job with id {job_id}")
-    return job
+    return get_or_404(Job.objects.select_for_update(), job_id, "job")
 
 
 def result_digest(data: dict[str, Any]) -> str:
@@ -64,9 +61,7 @@ def update(request: HttpRequest, job_id: int) -> HttpResponse:
     Leases are deliberately not swept here: a result arriving after its lease passed is
     still a good result, and taking it beats running the job again.
     """
-    job = Job.objects.select_related("dataset").filter(pk=job_id).first()
-    if job is None:
-        raise ClientError(404, f"no job with id {job_id}")
+    job = get_or_404(Job.objects.select_related("dataset"), job_id, "job")
     data = valid_form(UpdateForm(request.POST, set_sizes=set_sizes(job.dataset)))
     digest = result_digest(data)
     with transaction.atomic():
