@@ -114,8 +114,9 @@ class Scale:
 def colouring_for(
     dataset: Dataset, arrays: Iterable[np.ndarray | None], *, truth: bool
 ) -> Categories | Scale:
-    """Colours for these labels or values; ``truth`` says whether they are the true ones."""
-    title = f"{'true' if truth else 'predicted'} {dataset.target}"
+    """Colours for these labels or values; ``truth``: the training points' are the true ones."""
+    target = dataset.target
+    title = f"{target}\n(training: true,\nothers: predicted)" if truth else f"predicted {target}"
     if dataset.task == "regression":
         return Scale.of(arrays, title)
     if dataset.task == "clustering":

@@ -8,9 +8,12 @@ clusterers without ``predict``; more, ``pca_projection`` (the first two
 principal components of the raw features, as the estimator sees them). Per
 task: the test set's ``confusion_matrix`` or ``predicted_vs_true``.
 
-Over a prediction background a point's colour shows its true class or value,
-so mistakes stand out; elsewhere it shows the prediction. The marker shows the
-set: circle training, square test, triangle validation.
+Over a prediction background a training point's colour shows its true class
+or value, so the model's mistakes on what it learnt from stand out; test and
+validation points, and every point elsewhere, show the prediction. Students
+see these pictures and the protocol hides test and validation labels from
+them, so only the test set's summary pictures use its labels. The marker
+shows the set: circle training, square test, triangle validation.
 
 Figures are plain :class:`matplotlib.figure.Figure` objects on an Agg canvas,
 never pyplot's, so nothing global is touched or left open. A picture that
@@ -103,8 +106,14 @@ class _Result:
         return np.vstack([p.X for p in self.sets])
 
     def shown(self, p: _Points) -> np.ndarray:
-        """What a point's colour shows over a prediction background: the truth where known."""
-        if self.dataset.task == "clustering" or p.y_true is None:
+        """What a point's colour shows over a prediction background: the truth for training.
+
+        Test and validation points show their prediction: the pictures go to
+        the job's owner, a student, and the protocol hides those points'
+        labels from students. Only the test set's own pictures (confusion
+        matrix, predicted against true) use its labels, as a summary.
+        """
+        if self.dataset.task == "clustering" or p.y_true is None or p.set_name != "training":
             return p.y_pred
         return p.y_true
 
@@ -233,9 +242,9 @@ def _draw_regions(figure: Figure, result: _Result) -> None:
     if dataset.task == "clustering":
         what = "Cluster regions and the clusters of the points"
     elif dataset.task == "regression":
-        what = f"Predicted {dataset.target} (background), true {dataset.target} (points)"
+        what = f"Predicted {dataset.target} (background), true {dataset.target} of training points"
     else:
-        what = "Predicted classes (background), true classes (points)"
+        what = "Predicted classes (background), true classes of training points"
     result.title(axes, what)
 
 

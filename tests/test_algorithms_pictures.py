@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from typing import Any
 
@@ -163,6 +164,59 @@ def test_the_same_result_draws_the_same_bytes() -> None:
     second, _ = draw_pictures(estimator, dataset, predictions)
 
     assert first == second
+
+
+HIDDEN_CASES = [  # every picture kind that shows points of the sets
+    pytest.param(KNeighborsClassifier(), lambda: real_dataset("moons"), id="regions"),
+    pytest.param(KNeighborsClassifier(), lambda: real_dataset("iris"), id="pca"),
+    pytest.param(
+        DecisionTreeRegressor(max_depth=4, random_state=0),
+        lambda: dataset_of("bmi_bp", "regression", *_diabetes_columns([2, 3])),
+        id="surface",
+    ),
+    pytest.param(
+        LinearRegression(),
+        lambda: one_feature("bmi", 2, datasets.load_diabetes, "regression"),
+        id="feature plot",
+    ),
+]
+TEST_SUMMARIES = {"confusion_matrix.png", "predicted_vs_true.png"}
+
+
+def with_labels_moved(dataset: Dataset, set_name: str) -> Dataset:
+    """The same dataset with one set's labels moved to other points of that set."""
+    split = dataset.split(set_name)
+    assert split.y is not None
+    moved = np.roll(split.y, 1)
+    assert (moved != split.y).any()
+    return dataclasses.replace(dataset, **{set_name: dataclasses.replace(split, y=moved)})
+
+
+@pytest.mark.parametrize(("estimator", "make_dataset"), HIDDEN_CASES)
+def test_no_picture_depends_on_validation_labels(estimator: Any, make_dataset: Any) -> None:
+    """Students see the pictures but not validation labels: moving those changes no byte."""
+    dataset = make_dataset()
+    predictions = predict_all(estimator, dataset)
+
+    seen, _ = draw_pictures(estimator, dataset, predictions)
+    moved, _ = draw_pictures(estimator, with_labels_moved(dataset, "validation"), predictions)
+
+    assert seen == moved
+
+
+@pytest.mark.parametrize(("estimator", "make_dataset"), HIDDEN_CASES)
+def test_only_test_summaries_depend_on_test_labels(estimator: Any, make_dataset: Any) -> None:
+    """Test labels appear only summed up (confusion matrix, predicted against true)."""
+    dataset = make_dataset()
+    predictions = predict_all(estimator, dataset)
+
+    seen, _ = draw_pictures(estimator, dataset, predictions)
+    moved, _ = draw_pictures(estimator, with_labels_moved(dataset, "test"), predictions)
+
+    assert [p.name for p in seen] == [p.name for p in moved]
+    for before, after in zip(seen, moved, strict=True):
+        if before.name not in TEST_SUMMARIES:
+            assert before == after, before.name
 
 
 class BrokenPredict(KNeighborsClassifier):
