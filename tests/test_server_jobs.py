@@ -182,3 +182,21 @@ def test_pictures_are_stored_once_and_served(
     assert [path.read_bytes() for path in stored] == [png_bytes(1), png_bytes(2)]
     with pytest.raises(ConflictError):
         admin.add_job_picture(job_id, second)
+
+
+def test_pictures_are_for_their_job_owner_or_admins(
+    demo_server: RunningServer, admin: API, student: API, iris: int, tmp_path: Path
+) -> None:
+    """Like the result, a job's pictures are refused to other students (403), served to admins."""
+    job_id = running_job(admin, admin, iris)  # an admin's own job: not the student's
+    picture = tmp_path / "regions.png"
+    picture.write_bytes(png_bytes(3))
+    admin.update_job_details(job_id, **result_fields(admin, iris), pictures=[picture])
+    (url,) = admin.get_job_result(job_id)["pictures"]
+    address = demo_server.url + url.lstrip("/")
+    refused = student._transport.session.get(address)
+    assert refused.status_code == 403
+    assert "owner" in refused.json()["error"]
+    outside = student._transport.session.get(demo_server.url + "media/secret_key")
+    assert outside.status_code == 403
+    assert admin._transport.session.get(address).content == png_bytes(3)
