@@ -150,7 +150,7 @@ class RunningServer:
             try:
                 if requests.get(self.url + "login/", timeout=2).status_code == 200:
                     return
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # not up yet, or still busy
                 pass
             time.sleep(0.05)
         self.stop()

@@ -56,9 +56,11 @@ def table(output: str) -> dict[int, tuple[str, ...]]:
 
 
 def answers(url: str) -> bool:
-    """Whether anything answers at ``url``."""
+    """Whether a server still listens at ``url`` (one busy stopping is still there)."""
     try:
         requests.get(url + "login/", timeout=2)
+    except requests.Timeout:  # accepted but not answered yet: it is still shutting down
+        return True
     except requests.ConnectionError:
         return False
     return True
