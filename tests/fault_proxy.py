@@ -33,9 +33,9 @@ import threading
 from collections import Counter
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import Self
 from urllib.parse import quote, urlsplit
+
+from loopback_http import LoopbackHTTP
 
 BEFORE_KINDS = ("500", "502", "503", "drop", "429", "401", "302")
 AFTER_KINDS = ("502-after", "drop-after")
@@ -78,7 +78,7 @@ class _Answer:
     body: bytes
 
 
-class FaultProxy:
+class FaultProxy(LoopbackHTTP):
     """The proxy: ``url`` to point clients at, ``exchanges()`` to see what happened.
 
     Args:
@@ -114,30 +114,9 @@ class FaultProxy:
         self._next_after = 0
         self._lock = threading.Lock()
         self._exchanges: list[Exchange] = []
-        self._server = _Server(("127.0.0.1", 0), _Handler)
-        self._server.proxy = self
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="fault-proxy", daemon=True
-        )
-
-    @property
-    def url(self) -> str:
-        """The proxy's base URL."""
-        return f"http://127.0.0.1:{self._server.server_address[1]}/"
-
-    def __enter__(self) -> Self:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(10)
+        server = _Server(("127.0.0.1", 0), _Handler)
+        server.proxy = self
+        super().__init__(server)
 
     def exchanges(self) -> list[Exchange]:
         """Every exchange so far, in the order they ended."""

@@ -26,9 +26,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
+
+from loopback_http import LoopbackHTTP
 
 DROP = "drop"  # a fault that closes the connection without answering
 LOGIN_PAGE = "<html><body><form>Please enter a correct username and password.</form></body></html>"
@@ -61,7 +62,7 @@ class Seen:
 Script = Reply | str
 
 
-class FaultServer:
+class FaultServer(LoopbackHTTP):
     """A threaded HTTP server on a free loopback port playing a Django job server.
 
     Args:
@@ -80,27 +81,7 @@ class FaultServer:
         self._answers: dict[tuple[str, str], Reply] = {}
         self._faults: dict[tuple[str, str], deque[Script]] = defaultdict(deque)
         self._lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), daemon=True)
-
-    @property
-    def url(self) -> str:
-        """The base URL a client uses as its host."""
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}{self.prefix}"
-
-    def __enter__(self) -> Self:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        super().__init__(ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self)))
 
     def answer(self, method: str, path: str, reply: Reply) -> None:
         """Answer every ``method path`` with ``reply`` (after any faults)."""
