@@ -1,10 +1,10 @@
 """PNG pictures of a job's result, for students to see what their model did.
 
-By the number of features: 1, ``feature_plot`` (the feature against the target,
-the model's prediction along it as a line); 2, ``decision_regions`` (or
-``prediction_surface`` for regression) from scikit-learn's
-DecisionBoundaryDisplay with the points on top, or ``cluster_map`` for
-clusterers without ``predict``; more, ``pca_projection`` (the first two
+By the number of features: 1, ``feature_plot`` (the feature against the
+target, the model's prediction along it as a line); 2, ``decision_regions``
+(or ``prediction_surface`` for regression: the predictions over a grid, as
+scikit-learn's DecisionBoundaryDisplay shows them, with the points on top)
+or ``cluster_map`` for clusterers without ``predict``; more, ``pca_projection`` (the first two
 principal components of the raw features, as the estimator sees them). Per
 task: the training set's ``confusion_matrix``, or ``predicted_vs_true``.
 
@@ -16,8 +16,8 @@ validation points, and every point elsewhere, show the prediction. The
 confusion matrix counts training points: on a hidden set, a predicted class
 whose points all share one true class would give each of them away.
 Predicted against true shows training points one by one and the test set
-only as the mean true value of bins of at least ``MIN_BIN`` test points
-(by predicted value); validation labels appear nowhere. The marker shows
+only as the mean true value of bins of ten or more test points (by
+predicted value, `algorithms.summaries`); validation labels appear nowhere. The marker shows
 the set: circle training, square test, triangle validation.
 
 Pictures are drawn on a numpy raster (`algorithms.raster`, laid out by
@@ -42,9 +42,10 @@ from sklearn.decomposition import PCA
 from algorithms.chart import HEIGHT, WIDTH, Entry, Plot, data_limits, legend
 from algorithms.colouring import Categories, colouring_for
 from algorithms.dataset import SETS, Dataset
-from algorithms.raster import Box, Raster, text_size
+from algorithms.raster import Raster
+from algorithms.summaries import confusion_matrix, predicted_vs_true
 
-__all__ = ["MAX_PNG_BYTES", "Picture", "draw_pictures", "hidden_bins"]
+__all__ = ["MAX_PNG_BYTES", "Picture", "draw_pictures"]
 
 MAX_PNG_BYTES = 5 * 2**20
 """The server refuses larger pictures."""
@@ -52,9 +53,6 @@ MAX_PNG_BYTES = 5 * 2**20
 GRID_RESOLUTION = 100  # predictions per axis for regions and surfaces
 MARKERS = {"training": "o", "test": "s", "validation": "^"}
 _SET_OFFSET = {"training": 0.0, "test": -0.15, "validation": 0.15}  # rows of 1-feature plots
-MIN_BIN = 10  # test points per bin of predicted against true: no single one can be read
-MAX_BINS = 10
-BLUE, ORANGE = (0.12, 0.47, 0.71), (1.0, 0.5, 0.05)  # tab:blue, tab:orange
 
 
 @dataclass(frozen=True)
@@ -322,98 +320,24 @@ def _draw_feature_plot(result: _Result) -> Raster:
 
 def _draw_confusion_matrix(result: _Result) -> Raster:
     """How often each true class of the training set was predicted as each class."""
-    training, target = result.training(), result.dataset.target
-    categories = Categories.of([training.y_true, training.y_pred], target, noise=False)
-    n = len(categories.labels)
-    counts = np.zeros((n, n), dtype=int)
-    assert training.y_true is not None
-    np.add.at(counts, (categories.codes(training.y_true), categories.codes(training.y_pred)), 1)
-    names = [str(label) for label in categories.labels]
-    cell = max(16, min(80, 480 // n))
-    longest = max(text_size(name)[0] for name in names)
-    vertical = sum(map(len, names)) > 40 or longest + 4 > cell  # names side by side collide
-    left, top = max(110, longest + 60), 70
-    bottom = 60 + (longest if vertical else 0)
-    side = cell * n
-    area = Box(left, top, left + side, top + side)
-    title = f"Confusion matrix of the {len(training.X)} training points"
-    title_width = max(text_size(f"{title}\n{result.model_line()}", 12)[0], 0)
-    width = max(int(area.right) + 30, int((area.left + area.right + title_width) / 2) + 10)
-    plot = Plot(Raster(width, int(area.bottom) + bottom), (-0.5, n - 0.5), (n - 0.5, -0.5), area)
-    shades = np.asarray(_blues(counts / max(counts.max(), 1)))
-    plot.raster.image(area, shades[::-1])
-    size = min(10.0, max(6.0, cell * 0.4))  # small cells of many classes: small numbers
-    for (row, column), count in np.ndenumerate(counts):
-        colour = (1.0, 1.0, 1.0) if count > counts.max() / 2 else (0.0, 0.0, 0.0)
-        x, y = float(plot.x(column)), float(plot.y(row))
-        plot.raster.text(str(count), x, y, size, colour, ha="center", va="center")
-    ticks = (list(range(n)), names)
-    plot.axes(f"predicted {target}", f"true {target}", ticks, ticks, vertical_xticks=vertical)
-    result.title(plot, title)
-    return plot.raster
-
-
-def _blues(shares: np.ndarray) -> np.ndarray:
-    """The "Blues" colormap, as scikit-learn's ConfusionMatrixDisplay uses it."""
-    from matplotlib import colormaps
-
-    return np.asarray(colormaps["Blues"](shares))[..., :3]
+    training = result.training()
+    assert training.y_true is not None  # checked by `training`
+    what = f"Confusion matrix of the {len(training.X)} training points"
+    title = f"{what}\n{result.model_line()}"
+    return confusion_matrix(training.y_true, training.y_pred, result.dataset.target, title)
 
 
 def _draw_predicted_vs_true(result: _Result) -> Raster:
-    """Training points one by one, the test set in bins; the diagonal is a perfect prediction."""
-    training, test, target = result.training(), result.labelled_test(), result.dataset.target
-    predicted, true = (np.asarray(a, dtype=float) for a in (training.y_pred, training.y_true))
-    bins = np.array(hidden_bins(test.y_pred, test.y_true) if test is not None else [])
-    values = np.concatenate([predicted, true, bins.ravel()])
-    limits = data_limits(values)
-    plot = Plot(Raster(WIDTH, HEIGHT), limits, limits)
-    ends = plot.x(limits)
-    plot.raster.line(ends, plot.y(limits), (0.0, 0.0, 0.0), plot.area, dashed=True)
-    size = 8.0 if len(predicted) <= 500 else 5.0
-    plot.raster.markers(plot.x(predicted), plot.y(true), "o", size, np.array(BLUE), plot.area)
-    entries = [Entry(f"training points ({len(predicted)})", BLUE, "o")]
-    if len(bins):
-        low, high, mean_predicted, mean_true = bins.T
-        for a, b, at in zip(plot.x(low), plot.x(high), plot.y(mean_true), strict=True):
-            plot.raster.line(np.array([a, b]), np.array([at, at]), ORANGE, plot.area, width=2.5)
-        plot.raster.markers(
-            plot.x(mean_predicted), plot.y(mean_true), "s", 10, np.array(ORANGE), plot.area
-        )
-        assert test is not None
-        per_bin = len(test.X) // len(bins)
-        label = f"test set: the mean\nof {len(bins)} bins of {per_bin}+\npoints each"
-        entries.append(Entry(label, ORANGE, "s"))
-    entries.append(Entry("perfect prediction", (0.0, 0.0, 0.0), "--"))
-    legend(plot.raster, entries, "", top=10)
-    plot.axes(f"predicted {target}", f"true {target}")
-    where = "test set in bins" if len(bins) else "too few test points to show"
-    result.title(plot, f"Predicted against true {target}: training points, {where}")
-    return plot.raster
-
-
-def hidden_bins(predicted: np.ndarray, true: Any) -> list[tuple[float, float, float, float]]:
-    """Test points grouped by predicted value, at least MIN_BIN to a bin, at most MAX_BINS bins.
-
-    Each bin is ``(lowest prediction, highest prediction, mean prediction,
-    mean true value)``: a mean of ten or more hidden values, from which no
-    single one can be read. Fewer than MIN_BIN points give no bin at all.
-    """
-    predicted = np.asarray(predicted, dtype=float)
-    count = min(MAX_BINS, len(predicted) // MIN_BIN)
-    if count == 0:
-        return []
-    true = np.asarray(true, dtype=float)
-    groups = np.array_split(np.argsort(predicted, kind="stable"), count)
-    return [
-        (
-            float(predicted[g].min()),
-            float(predicted[g].max()),
-            float(predicted[g].mean()),
-            float(true[g].mean()),
-        )
-        for g in groups
-    ]
+    """Training points one by one, the test set only in bins (`summaries.hidden_bins`)."""
+    training, test = result.training(), result.labelled_test()
+    assert training.y_true is not None  # checked by `training`
+    hidden = None
+    if test is not None and test.y_true is not None:
+        hidden = (test.y_pred, test.y_true)
+    target = result.dataset.target
+    return predicted_vs_true(
+        (training.y_pred, training.y_true), hidden, target, result.model_line()
+    )
 
 
 def _axis_range(values: np.ndarray, n: int) -> np.ndarray:

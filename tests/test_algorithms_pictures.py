@@ -17,7 +17,7 @@ from sklearn.linear_model import LinearRegression
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.tree import DecisionTreeRegressor
 
-from algorithms import pictures
+from algorithms import pictures, summaries
 from algorithms.dataset import SETS, Dataset
 from algorithms.pictures import Picture, draw_pictures
 
@@ -323,7 +323,7 @@ def test_predicted_vs_true_hides_which_test_point_has_which_label() -> None:
 def test_a_test_set_too_small_for_a_bin_shows_no_test_label() -> None:
     """With fewer test points than MIN_BIN, no picture depends on the test labels at all."""
     dataset = regression_on([2, 3], 30)
-    assert 1 < len(dataset.test.ids) < pictures.MIN_BIN
+    assert 1 < len(dataset.test.ids) < summaries.MIN_BIN
     estimator = LinearRegression()
     predictions = predict_all(estimator, dataset)
 
@@ -341,10 +341,10 @@ def test_each_hidden_label_weighs_at_most_one_bin_point(points: int) -> None:
         true = np.zeros(points)
         true[marked] = 1.0  # the mean of a bin is this point's share of it
 
-        bins = pictures.hidden_bins(predicted, true)
+        bins = summaries.hidden_bins(predicted, true)
 
-        assert len(bins) == min(pictures.MAX_BINS, points // pictures.MIN_BIN)
-        assert max((b[3] for b in bins), default=0.0) <= 1 / pictures.MIN_BIN
+        assert len(bins) == min(summaries.MAX_BINS, points // summaries.MIN_BIN)
+        assert max((b[3] for b in bins), default=0.0) <= 1 / summaries.MIN_BIN
 
 
 def test_one_jobs_pictures_leave_nothing_behind_for_the_next() -> None:
