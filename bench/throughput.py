@@ -5,7 +5,7 @@ server on 127.0.0.1 (``.venv/bin/python bench/throughput.py``, a few minutes;
 ``--help`` for the knobs):
 
 1. **The stream.** ``--jobs`` small jobs (default 120) of the kinds a course
-   submits, mixed and in a fixed shuffled order: 13 algorithms over the three
+   submits, mixed and in a fixed shuffled order: 14 algorithms over the three
    tasks on 9 datasets of 2 to 64 features (iris, wine, breast cancer,
    digits, moons, blobs, diabetes and two generated regressions), imported
    with ``mlworker-server import-dataset``.
