@@ -59,3 +59,23 @@ def test_worker_example_claims_a_job_and_posts_its_result(
     assert len(done) == 1
     assert done[0]["message"] == "a constant model"
     assert len(done[0]["pictures"]) == 1
+
+
+REPO = DOC.parent.parent
+LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
+
+
+def test_every_link_stays_in_the_repository() -> None:
+    """Every relative Markdown link resolves to a file of the repository; none leads outside."""
+    pages = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+    broken = []
+    for page in pages:
+        for target in LINK.findall(page.read_text(encoding="utf-8")):
+            if re.match(r"[a-z]+:", target):  # http:, mailto:
+                continue
+            resolved = (page.parent / target).resolve()
+            if not resolved.is_relative_to(REPO) or not resolved.exists():
+                broken.append(f"{page.name}: {target}")
+    assert broken == []
+    sources = [*pages, *REPO.glob("server/**/*.py"), *REPO.glob("worker/*.py")]
+    assert [p.name for p in sources if "../shared" in p.read_text(encoding="utf-8")] == []
