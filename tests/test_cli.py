@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import subprocess
-from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
 
@@ -88,11 +87,9 @@ def test_check_prints_configuration_warnings() -> None:
 
 
 @pytest.mark.slow
-def test_check_with_a_wrong_password_says_so(
-    start_server: Callable[..., RunningServer],
-) -> None:
+def test_check_with_a_wrong_password_says_so(demo_server: RunningServer) -> None:
     """A refused login reads "wrong username or password" and exits 78, masking nothing."""
-    server = start_server(demo=True)
+    server = demo_server
     done = run_mlworker("check", "--host", server.url, env={"MLWORKER_PASSWORD": "wrong"})
     assert done.returncode == 78
     assert done.stdout.splitlines()[-1] == (
@@ -117,3 +114,23 @@ def test_closed_pipe_ends_quietly() -> None:
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 141
     assert stderr == ""
+
+
+@pytest.mark.slow
+def test_import_dataset_answers_with_a_sentence(demo_server: RunningServer, tmp_path: Path) -> None:
+    """import-dataset says which id, how many points per set and which version it made."""
+    csv = tmp_path / "toy.csv"
+    rows = [
+        f"{i},{i % 3},{i % 2},{s}"
+        for i, s in enumerate(["training"] * 5 + ["test"] * 3 + ["validation"] * 2)
+    ]
+    csv.write_text("x,y,label,set\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    done = demo_server.cli("import-dataset", str(csv), "--name", "toy", "--task", "classification")
+    match = re.fullmatch(
+        r"imported dataset (\d+) 'toy' \(classification\): "
+        r"5 training, 3 test, 2 validation points; version (\w+)\n",
+        done.stdout,
+    )
+    assert match, done.stdout
+    info = demo_server.api("backend", "foobar").get_datasets()[int(match[1])]
+    assert info["version"] == match[2]
