@@ -6,8 +6,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import RunningServer
-from daemon_helpers import admin_api, start_worker, submit_jobs, worker_server
+from conftest import RunningServer, free_port
+from daemon_helpers import admin_api, start_worker, submit_jobs, wait_for, worker_server
 
 pytestmark = pytest.mark.slow
 
@@ -31,3 +31,12 @@ def test_job_started_line_and_log_level(
         assert admin_api(server.url).get_job_result(quiet_job)["status"] == "done"
         assert worker.events("job finished") == []
         assert {e["level"] for e in worker.events()} <= {"warning", "error", "critical"}
+
+
+def test_run_with_the_server_down_says_so_in_one_sentence(tmp_path: Path) -> None:
+    """`mlworker run` against a closed port logs "cannot reach URL: connection refused"."""
+    host = f"http://127.0.0.1:{free_port()}/"
+    with start_worker(tmp_path, host, burst=False) as worker:
+        wait_for(lambda: worker.events("server unreachable; probing again"), "a failed probe")
+        errors = {e["error"] for e in worker.events() if "error" in e}
+        assert errors == {f"cannot reach {host}: connection refused"}
