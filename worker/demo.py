@@ -5,9 +5,10 @@ free loopback port, with its database in a temporary directory. The server is a 
 process, started by its console script: the worker package never imports ``server``.
 Then ``mlworker run --burst --processes N`` works through the demo's jobs while progress
 lines follow them: results landed, from the server; jobs running, from the workers' log
-(``worker.demo_progress``). A table of the results follows as soon as the last lands. Everything stops and the temporary
-directory goes at the end, on Ctrl-C or SIGTERM too. ``--keep`` leaves the server
-running, so that a person can browse the results and pictures in Django's admin.
+(``worker.demo_progress``). A table of the results follows as soon as the last lands.
+Everything stops and the temporary directory goes at the end, on Ctrl-C or SIGTERM too.
+``--keep`` leaves the server running, so that a person can browse the results and
+pictures in Django's admin.
 
 The protocol has no job listing. The demo's database is new, so its jobs are the ids
 from 1 up to the first one the server does not know.
