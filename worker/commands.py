@@ -87,7 +87,7 @@ def check(args: argparse.Namespace) -> int:
     if settings is None:
         return os.EX_CONFIG
     configure_logging(settings.log_format, secrets=[settings.password.reveal()])
-    from algorithms.registry import default_registry
+    from algorithms.catalog import default_registry
     from worker.api import API
 
     print(f"configuration: ok ({settings.config_file or 'no file'})")
