@@ -53,6 +53,7 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
+from worker.defaults import DEFAULT_PASSWORD, DEFAULT_USERNAME
 from worker.errors import ConfigError
 from worker.logs import FORMATS
 
@@ -220,7 +221,7 @@ def _constant(value: object) -> Callable[[Mapping[str, str]], object]:
 # name -> (parser, default from the environment)
 _SETTINGS: dict[str, tuple[Callable[[object], Any], Callable[[Mapping[str, str]], object]]] = {
     "host": (_url, _constant("http://localhost:8000/")),
-    "username": (_text, _constant("backend")),
+    "username": (_text, _constant(DEFAULT_USERNAME)),
     "processes": (_at_least(_integer, 1), _constant(1)),
     "spool_dir": (_path, _state_dir),
     "cache_dir": (_path, _cache_dir),
@@ -367,7 +368,7 @@ def _password(
         except ValueError as exc:
             raise ConfigError(f"{where}={table['password_file']!r} {exc}") from None
         return _password_file(str(config_file.parent / path if config_file else path), where)
-    return Secret("foobar"), "default"
+    return Secret(DEFAULT_PASSWORD), "default"
 
 
 def _password_file(name: str, where: str) -> tuple[Secret, str]:
