@@ -23,9 +23,9 @@ from typing import Any
 
 import numpy as np
 
+from algorithms.catalog import default_registry
 from algorithms.dataset import SETS, Dataset
 from algorithms.params import build_estimator
-from algorithms.registry import default_registry
 
 
 def fit_predict(algorithm: str, params: Mapping[str, Any], dataset: Dataset) -> tuple[Any, dict]:

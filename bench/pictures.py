@@ -120,8 +120,8 @@ def measure(rounds: int, cold: bool, out: Path) -> list[Case]:
     from baselines import fit_predict, naive_pictures
     from throughput import make_datasets
 
+    from algorithms.catalog import default_registry
     from algorithms.pictures import draw_pictures
-    from algorithms.registry import default_registry
 
     made = make_datasets()
     cases = []
