@@ -226,9 +226,30 @@ def text_size(text: str, size: float = 10.0) -> tuple[int, int]:
     return width, height
 
 
-@functools.lru_cache(maxsize=4096)
 def text_mask(text: str, size: float, align: str) -> np.ndarray:
-    """The coverage (0-1) of ``text`` at ``size`` points, its lines aligned to ``align``."""
+    """The coverage (0-1) of ``text`` at ``size`` points, its lines aligned to ``align``.
+
+    Short texts (tick values, counts, class names) recur in every picture
+    and are kept, at most ``_SHORT_TEXTS`` of them (4 MB at most); long ones
+    (titles, names of models and datasets) would only fill a process that
+    serves many jobs.
+    """
+    if len(text) <= _SHORT:
+        return _short_text_mask(text, size, align)
+    return _text_mask(text, size, align)
+
+
+_SHORT, _SHORT_TEXTS = 16, 512
+
+
+@functools.lru_cache(maxsize=_SHORT_TEXTS)
+def _short_text_mask(text: str, size: float, align: str) -> np.ndarray:
+    """`_text_mask`, remembered."""
+    return _text_mask(text, size, align)
+
+
+def _text_mask(text: str, size: float, align: str) -> np.ndarray:
+    """Each line rendered by FreeType, stacked; read-only, as it may be shared."""
     lines = [_line_mask(line, size) for line in text.split("\n")]
     step = _pixel(size * DPI / 72 * 1.2)
     width = max(line.shape[1] for line in lines)
