@@ -169,7 +169,7 @@ class Raster:
         vertical: bool = False,
     ) -> None:
         """``text`` (lines split at newlines) aligned to (x, y); ``vertical`` reads upwards."""
-        mask = text_mask(text, size, ha)
+        mask = text_mask(text, size, ha).astype(np.float32) / 255
         if vertical:
             mask = np.rot90(mask)
         height, width = mask.shape
@@ -226,38 +226,23 @@ def text_size(text: str, size: float = 10.0) -> tuple[int, int]:
     return width, height
 
 
+@functools.lru_cache(maxsize=512)
 def text_mask(text: str, size: float, align: str) -> np.ndarray:
-    """The coverage (0-1) of ``text`` at ``size`` points, its lines aligned to ``align``.
+    """The coverage (0-255) of ``text`` at ``size`` points, its lines aligned to ``align``.
 
-    Short texts (tick values, counts, class names) recur in every picture
-    and are kept, at most ``_SHORT_TEXTS`` of them (4 MB at most); long ones
-    (titles, names of models and datasets) would only fill a process that
-    serves many jobs.
+    Kept per process: tick values, counts, class names and the first lines
+    of titles recur in every picture; 512 texts of a byte per pixel are a
+    few MB, also in a process that serves many jobs. Read-only, as shared.
     """
-    if len(text) <= _SHORT:
-        return _short_text_mask(text, size, align)
-    return _text_mask(text, size, align)
-
-
-_SHORT, _SHORT_TEXTS = 16, 512
-
-
-@functools.lru_cache(maxsize=_SHORT_TEXTS)
-def _short_text_mask(text: str, size: float, align: str) -> np.ndarray:
-    """`_text_mask`, remembered."""
-    return _text_mask(text, size, align)
-
-
-def _text_mask(text: str, size: float, align: str) -> np.ndarray:
-    """Each line rendered by FreeType, stacked; read-only, as it may be shared."""
     lines = [_line_mask(line, size) for line in text.split("\n")]
     step = _pixel(size * DPI / 72 * 1.2)
     width = max(line.shape[1] for line in lines)
-    mask = np.zeros((step * (len(lines) - 1) + lines[0].shape[0], width), np.float32)
+    mask = np.zeros((step * (len(lines) - 1) + lines[0].shape[0], width), np.uint8)
     for number, line in enumerate(lines):
         spare = width - line.shape[1]
         left = {"left": 0, "center": spare // 2}.get(align, spare)
-        mask[number * step : number * step + line.shape[0], left : left + line.shape[1]] = line
+        rows = mask[number * step : number * step + line.shape[0], left : left + line.shape[1]]
+        np.maximum(rows, line, out=rows)  # a descender reaches into the next line's box
     mask.setflags(write=False)
     return mask
 
@@ -269,11 +254,11 @@ def _line_mask(line: str, size: float) -> np.ndarray:
     font.set_size(size, DPI)
     font.set_text(line or " ", 0.0)
     font.draw_glyphs_to_bitmap(antialiased=True)
-    bitmap = np.asarray(font.get_image(), dtype=np.float32) / 255
+    bitmap = np.asarray(font.get_image(), dtype=np.uint8)
     pixels = size * DPI / 72
     ascent, descent = _pixel(pixels * 0.93) + 1, _pixel(pixels * 0.24) + 1
     top = ascent - (bitmap.shape[0] - _pixel(font.get_descent() / 64))
-    mask = np.zeros((ascent + descent, bitmap.shape[1] + 1), np.float32)
+    mask = np.zeros((ascent + descent, bitmap.shape[1] + 1), np.uint8)
     cut = bitmap[max(-top, 0) :][: ascent + descent - max(top, 0)]
     mask[max(top, 0) : max(top, 0) + cut.shape[0], : bitmap.shape[1]] = cut
     return mask
