@@ -43,6 +43,9 @@ How a failed job is classified (`JobOutcome.kind`):
   quick burst, so such a crash may still be called ``crashed``.
 - ``crashed``: died of any other signal, or exited without a report.
 - ``timeout`` / ``cancelled``: the worker stopped it.
+- ``invalid``: the job could not be handed to a job process at all (its
+  params do not pickle, for one); the job process is not touched, so the
+  spare stays ready for the next job.
 
 Multiprocessing has one forkserver per process: use one `JobRunner` per
 process, and start it after any `fork` of the worker. As with every start
@@ -65,6 +68,7 @@ from contextlib import suppress
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
+from multiprocessing.reduction import ForkingPickler
 from typing import Literal
 
 from algorithms.run import JobResult
@@ -73,7 +77,9 @@ from worker.jobproc import Finished, JobSpec, Ready, Started
 
 __all__ = ["JobOutcome", "JobRunner", "JobSpec", "JobTimings", "OutcomeKind"]
 
-OutcomeKind = Literal["success", "error", "exception", "crashed", "timeout", "memory", "cancelled"]
+OutcomeKind = Literal[
+    "success", "error", "exception", "crashed", "timeout", "memory", "cancelled", "invalid"
+]
 
 #: Modules the forkserver imports once (those not installed are skipped). The
 #: job process re-runs a console script's `__main__` (multiprocessing does), so
@@ -201,7 +207,17 @@ class JobRunner:
         if memory_limit is not None and memory_limit <= 0:
             raise ValueError(f"memory_limit must be a positive number of bytes, not {memory_limit}")
         launched = time.monotonic()
-        current = self._hand_over(job, memory_limit)
+        try:
+            handed = _pickled((job, memory_limit))
+        except Exception as exc:  # RecursionError, PicklingError...: the job's fault, not ours
+            return JobOutcome(
+                kind="invalid",
+                message=f"the job cannot be handed to a job process: {jobproc.last_line(exc)}",
+                result=None,
+                timings=_timings(launched, _Ending("died", None, None, 0), time.monotonic()),
+                exitcode=None,
+            )
+        current = self._hand_over(handed)
         how: str = "died"
         try:
             self._spare = self._start_job_process()  # warms up while this job runs
@@ -218,17 +234,17 @@ class JobRunner:
             exitcode=exitcode,
         )
 
-    def _hand_over(self, job: JobSpec, memory_limit: int | None) -> _JobProcess:
-        """Send the job to the spare; to a fresh job process if the spare has died."""
+    def _hand_over(self, message: bytes) -> _JobProcess:
+        """Send the pickled job to the spare; to a fresh job process if the spare has died."""
         spare, self._spare = self._spare, None
         if spare is not None:
             with suppress(OSError):  # a spare may die while idle (OOM killer, by hand)
                 if spare.process.is_alive():
-                    spare.jobs.send((job, memory_limit))
+                    spare.jobs.send_bytes(message)
                     return spare
             _stop(spare, ending="died")
         fresh = self._start_job_process()
-        fresh.jobs.send((job, memory_limit))
+        fresh.jobs.send_bytes(message)
         return fresh
 
     def _start_job_process(self) -> _JobProcess:
@@ -250,6 +266,11 @@ class JobRunner:
             jobs_reader.close()
             reports_writer.close()
         return _JobProcess(process, jobs, reports)
+
+
+def _pickled(message: object) -> bytes:
+    """``message`` as `Connection.send` would send it: pickled before any process is touched."""
+    return bytes(ForkingPickler.dumps(message))
 
 
 def _wait_ready(reports: Connection, timeout: float) -> bool:

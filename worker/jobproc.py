@@ -144,6 +144,9 @@ def main(jobs: Connection, reports: Connection) -> NoReturn:
         job, memory_limit = jobs.recv()
     except EOFError:  # the runner closed: no job for this spare
         os._exit(0)
+    except Exception as exc:  # a job that pickled but does not unpickle here: fail it, say why
+        message = f"the job process could not read the job: {last_line(exc)}"
+        _report(reports, Finished("exception", message, None, time.monotonic()))
     started = time.monotonic()
     _limit_resources(memory_limit)
     _report(reports, _run(job, reports, started))
