@@ -300,6 +300,12 @@ def test_corrupt_entries_moved_aside_and_reported(tmp_path: Path) -> None:
         "wrongjob": (4, lambda e: _rewrite(e, lambda d: d.update(job_id=99))),
         "nopicture": (5, lambda e: (e.path / "p.png").unlink()),
         "badlabels": (6, lambda e: _rewrite(e, lambda d: d["fields"].pop("labels_test"))),
+        "deep": (
+            7,
+            lambda e: (e.path / "result.json").write_bytes(b"[" * 200_000 + b"]" * 200_000),
+        ),
+        "listjob": (8, lambda e: _rewrite(e, lambda d: d.update(job_id=[8]))),
+        "deepfields": (9, lambda e: _rewrite(e, lambda d: d["fields"].update(message=[[[["x"]]]]))),
     }
     names = {}
     for label, (job_id, damage) in damaged.items():
@@ -321,8 +327,11 @@ def test_corrupt_entries_moved_aside_and_reported(tmp_path: Path) -> None:
     assert "does not match" in reasons[_name(names, "wrongjob")]
     assert "picture files missing" in reasons[_name(names, "nopicture")]
     assert "needs labels_test" in reasons[_name(names, "badlabels")]
+    assert "nested too deeply" in reasons[_name(names, "deep")]
+    assert "does not match" in reasons[_name(names, "listjob")]
+    assert "'message' must be a string" in reasons[_name(names, "deepfields")]
     reported = [e for e in logs if e["event"] == "spool entry moved aside"]
-    assert len(reported) == 6
+    assert len(reported) == 9
     assert all(e["log_level"] == "error" for e in reported)
     assert good.name not in {e["entry"] for e in reported}
 

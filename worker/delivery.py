@@ -8,30 +8,70 @@ off exponentially up to the idle maximum, and an idle pass every
 `idle_check` seconds picks up what other processes left behind. The thread
 has its own session with the server, as `requests.Session` is not meant to
 be shared between threads.
+
+A result that ran is never lost to the disk: when the spool cannot take it
+(a full or read-only disk), `put` holds it in memory and every pass tries,
+first, to spool it again and else to send it straight from memory. While a
+result is held, `writable` says whether a result that large fits in the
+spool now (it writes and removes that many bytes), and the loop claims no
+new job until it does. A result still held when the process stops is
+logged as lost, with its job id: the job then waits for its lease.
+
+The thread's session is cut short only when a stop's grace has run out
+(`stop`), never by the stop signal itself: the last pass may still deliver.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import structlog
 
 from worker.backoff import Backoff
-from worker.errors import APIError
+from worker.errors import (
+    APIError,
+    AuthenticationError,
+    PermissionDeniedError,
+    TransientError,
+)
 from worker.outbox import DeliveryReport, Outbox, ResultAPI, deliver_pending
 from worker.reporting import NullReporter, Reporter
 
 _log = structlog.get_logger(__name__)
 
 
+CUT_AFTER_GRACE = 2.0  # seconds the cut last call gets to end once the grace has run out
+
+
+@dataclass(frozen=True)
+class Held:
+    """A result the spool could not take, waiting in memory to be spooled or sent."""
+
+    job_id: int
+    fields: Mapping[str, Any]
+    pictures: Sequence[tuple[str, bytes]]
+
+    @property
+    def size(self) -> int:
+        """Roughly the bytes it takes in the spool."""
+        return 4096 + len(repr(dict(self.fields))) + sum(len(png) for _, png in self.pictures)
+
+
 class Deliverer:
-    """The background replay of the outbox (start, wake, wait_drained, stop)."""
+    """The background replay of the outbox (put, writable, start, wake, wait_drained, stop).
+
+    ``connect(interrupted)`` makes the thread's session; ``interrupted`` is
+    the callable that cuts its calls short.
+    """
 
     def __init__(
         self,
         outbox: Outbox,
-        connect: Callable[[], ResultAPI],
+        connect: Callable[[Callable[[], bool]], ResultAPI],
         backoff: Backoff,
         *,
         idle_check: float,
@@ -43,13 +83,59 @@ class Deliverer:
         self._idle_check = idle_check
         self._reporter = reporter or NullReporter()
         self._api: ResultAPI | None = None
+        self._held: deque[Held] = deque()
+        self._held_lock = threading.Lock()
+        self._room_needed = 0  # bytes the spool must take again before the loop claims
         self._wake = threading.Event()
         self._stop = threading.Event()
+        self._cut = threading.Event()
         self._passed = threading.Condition()
         self._started = 0  # passes begun
         self._finished = 0  # the number of the last pass that ended
         self._waiting: int | None = None  # results left after that pass
         self._thread = threading.Thread(target=self._run, name="mlworker-delivery", daemon=True)
+
+    def put(
+        self, job_id: int, fields: Mapping[str, Any], pictures: Sequence[tuple[str, bytes]]
+    ) -> None:
+        """Spool a finished job's result and wake the thread; if the disk fails, hold it."""
+        try:
+            self._outbox.put(job_id, fields, pictures)
+        except OSError as exc:
+            _log.error(
+                "the spool cannot take the result: delivering it from memory, "
+                "and claiming no job until the spool takes writes again",
+                job_id=job_id,
+                spool=str(self._outbox.root),
+                error=str(exc),
+            )
+            held = Held(job_id, fields, pictures)
+            with self._held_lock:
+                self._held.append(held)
+                self._room_needed = max(self._room_needed, held.size)
+        self.wake()
+
+    def writable(self) -> bool:
+        """Whether the spool takes writes: after it failed, only once a result as large fits."""
+        with self._held_lock:
+            size = self._room_needed
+        if size == 0:
+            return True
+        try:
+            self._outbox.probe(size)
+        except OSError:
+            return False
+        with self._held_lock:
+            self._room_needed = 0
+        _log.info("the spool takes writes again", spool=str(self._outbox.root))
+        self.wake()  # the held results go to the spool first
+        return True
+
+    def waiting(self) -> int:
+        """Results not yet delivered: in the spool and held in memory."""
+        with self._held_lock:
+            held = len(self._held)
+        return self._outbox.count() + held
 
     def start(self) -> None:
         """Start replaying now: what an earlier run left in the spool goes first."""
@@ -74,13 +160,23 @@ class Deliverer:
             )
 
     def stop(self, grace: float) -> None:
-        """Make one last pass (bounded by `grace` seconds) and end the thread."""
+        """Make one last pass (bounded by `grace` seconds, then cut) and end the thread."""
         self._stop.set()
         self._wake.set()
         if self._thread.is_alive():
             self._thread.join(grace)
         if self._thread.is_alive():
+            self._cut.set()
+            self._thread.join(CUT_AFTER_GRACE)
             _log.warning("delivery still under way at exit; the spool keeps the results")
+        with self._held_lock:
+            lost = [held.job_id for held in self._held]
+        if lost:
+            _log.error(
+                "results lost: the spool could not take them and the server did not answer "
+                "in time; their jobs wait for their leases",
+                job_ids=lost,
+            )
 
     def _run(self) -> None:
         while True:
@@ -91,7 +187,7 @@ class Deliverer:
             report = self._pass()
             with self._passed:
                 self._finished = number
-                self._waiting = report.waiting if report else self._outbox.count()
+                self._waiting = self._left(report)
                 self._passed.notify_all()
             if last:
                 return
@@ -103,13 +199,29 @@ class Deliverer:
             self._wake.wait(wait)
             self._wake.clear()
 
+    def _left(self, report: DeliveryReport | None) -> int:
+        """What a later pass could still deliver: 0 means drained.
+
+        A pass that met no server error and no busy entry has settled every
+        spooled entry (delivered, dropped or set aside, even when the disk
+        would not let it be moved); only held results are left then.
+        """
+        if report is None or report.error is not None or report.busy:
+            return self.waiting() or 1
+        with self._held_lock:
+            return len(self._held)
+
     def _pass(self) -> DeliveryReport | None:
-        """Deliver what is spooled; None when the server could not be reached."""
-        if self._outbox.count() == 0:
+        """Deliver what is held and spooled; None when the server could not be reached."""
+        if self.waiting() == 0:
             return DeliveryReport()
         try:
             if self._api is None:
-                self._api = self._connect()
+                self._api = self._connect(self._cut.is_set)
+            error = self._deliver_held(self._api)
+            if error is not None:
+                self._reporter.server_error()
+                return DeliveryReport(error=error, waiting=self.waiting())
             report = deliver_pending(self._outbox, self._api, _log)
         except APIError as exc:
             _log.warning("results wait in the spool: no session", error=str(exc))
@@ -129,3 +241,51 @@ class Deliverer:
                 waiting=report.waiting,
             )
         return report
+
+    def _deliver_held(self, api: ResultAPI) -> APIError | None:
+        """Spool each held result if the disk takes it now, else send it; the error that ends
+        the pass, if any."""
+        while True:
+            with self._held_lock:
+                if not self._held:
+                    return None
+                held = self._held[0]
+            try:
+                self._outbox.put(held.job_id, held.fields, held.pictures)
+            except OSError:
+                error = _send_held(held, api)
+                if isinstance(error, APIError):
+                    return error
+            with self._held_lock:
+                self._held.popleft()
+
+
+def _send_held(held: Held, api: ResultAPI) -> APIError | None:
+    """Send one held result; the error to retry later, or None when it is settled."""
+    log = _log.bind(job_id=held.job_id)
+    fields = held.fields
+    try:
+        answer = api.update_job_details(
+            held.job_id,
+            fields.get("score_test"),
+            fields.get("score_validation"),
+            fields.get("labels_training"),
+            fields.get("labels_test"),
+            fields.get("labels_validation"),
+            extra_scores_test=fields.get("extra_scores_test"),
+            extra_scores_validation=fields.get("extra_scores_validation"),
+            message=fields.get("message"),
+            success=fields.get("success", True),
+            pictures=list(held.pictures),
+        )
+    except (TransientError, AuthenticationError, PermissionDeniedError) as exc:
+        log.warning("result kept in memory: server unavailable", error=str(exc))
+        return exc
+    except APIError as exc:
+        log.error("result dropped: the server refused it", error=str(exc), status=exc.status)
+        return None
+    except ValueError as exc:  # a field the client refuses to send: sending again cannot help
+        log.error("result dropped: it cannot be sent", error=str(exc))
+        return None
+    log.info("result delivered from memory", duplicate=bool(answer.get("duplicate")))
+    return None

@@ -10,12 +10,18 @@ loop probe at the idle maximum; it never exits for it. Stop signals reach
 the loop through `Shutdown`: the first ends the claiming, the second aborts
 the running job, whose failure ("worker shut down") is spooled like any
 other result.
+
+Whatever a claimed job brings that the worker cannot use (details of the
+wrong type or shape, params nested too deep, a dataset whose info or points
+make no dataset, an answer too deep to parse) fails that job with a sentence
+for the student (`worker.details`); the loop goes on. While the spool cannot
+take a result that large (a full or read-only disk), the loop claims nothing.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -24,12 +30,15 @@ import structlog
 from algorithms.dataset import Dataset
 from algorithms.errors import DatasetError
 from worker.api import API
-from worker.backoff import Backoff
+from worker.backoff import RETRY_AFTER_MAX, Backoff
 from worker.cache import DatasetCache
 from worker.config import Settings
+from worker.delivery import Deliverer
+from worker.details import JobDetails, JobFailed, check_info, parse_details
 from worker.errors import (
     APIError,
     AuthenticationError,
+    BadAnswerError,
     NotFoundError,
     PermissionDeniedError,
     TransientError,
@@ -38,7 +47,6 @@ from worker.execute import JobOutcome, JobRunner, JobSpec, JobTimings
 from worker.jobproc import last_line
 from worker.lifecycle import Shutdown
 from worker.logs import job_context
-from worker.outbox import Outbox
 from worker.reporting import Reporter
 
 _log = structlog.get_logger(__name__)
@@ -46,9 +54,7 @@ _log = structlog.get_logger(__name__)
 MESSAGE_LIMIT = 10_000  # characters the protocol allows in `message`
 _T = TypeVar("_T")
 
-
-class JobFailed(Exception):
-    """The job cannot run as given; the sentence goes to the student."""
+__all__ = ["JobFailed", "JobLoop"]
 
 
 @dataclass
@@ -59,17 +65,21 @@ class JobLoop:
     worker_id: str
     api: API
     runner: JobRunner
-    outbox: Outbox
+    results: Deliverer  # spools each result (or holds it when the disk fails) and delivers it
     cache: DatasetCache
     shutdown: Shutdown
     reporter: Reporter
-    wake_delivery: Callable[[], None]  # a result is in the spool
 
     def run(self, *, burst: bool = False) -> None:
         """Claim and run jobs until a stop signal (or, with `burst`, no job is left)."""
         idle = Backoff(self.settings.poll_min, self.settings.poll_max)
         while not self.shutdown.stopping:
             self.reporter.heartbeat()
+            if not self.results.writable():
+                self._status("spool full or read-only: claiming no job")
+                _log.warning("the spool cannot take a result; claiming no job until it can")
+                self._sleep(self.settings.poll_max)
+                continue
             try:
                 job_id = self.api.request_job()
             except TransientError as exc:
@@ -93,36 +103,50 @@ class JobLoop:
     def _process(self, job_id: int) -> None:
         started = time.monotonic()
         with job_context(worker_id=self.worker_id, job_id=job_id):
-            details = self._from_server(lambda: self.api.get_job_details(job_id))
-            if details is None:
-                return
-            structlog.contextvars.bind_contextvars(
-                algorithm=details.get("algorithm"),
-                dataset=details.get("dataset"),
-                attempt=details.get("attempt"),
-            )
+            algorithm = ""
             try:
-                spec = self._from_server(lambda: self._spec(job_id, details))
+                details = self._details(job_id)
+                if details is None:
+                    return
+                algorithm = details.algorithm
+                spec = self._from_server(lambda: self._spec(details))
+                if spec is None:
+                    return
             except JobFailed as exc:
-                self._spool(job_id, _failure(str(exc)), ())
-                _log.info("job failed before running", outcome="invalid", message=str(exc))
+                self._refuse(job_id, str(exc))
                 return
-            except DatasetError as exc:  # _spec checked the algorithm before building the data
-                refused = _data_refused(exc)
-                self._finish(job_id, details["algorithm"], refused, started, time.monotonic())
+            except DatasetError as exc:  # the algorithm was checked before the data was built
+                self._finish(job_id, algorithm, _data_refused(exc), started, time.monotonic())
                 return
-            if spec is None:
+            except Exception as exc:  # a bug the job must not outlive: it fails, the loop goes on
+                _log.exception("the job could not be prepared")
+                self._refuse(job_id, f"the worker could not prepare this job: {last_line(exc)}")
                 return
             fetched = time.monotonic()
-            dataset_name = spec.dataset.name or details.get("dataset")
-            self._status(f"job {job_id} {spec.algorithm} on {dataset_name}")
+            self._status(f"job {job_id} {spec.algorithm} on {spec.dataset.name or details.dataset}")
             outcome = self.runner.run(
                 spec,
-                time_limit=_time_limit(details, self.settings.time_limit),
+                time_limit=details.time_limit,
                 memory_limit=self.settings.memory_limit,
                 cancel=self._cancel,
             )
             self._finish(job_id, spec.algorithm, outcome, started, fetched)
+
+    def _details(self, job_id: int) -> JobDetails | None:
+        """The job's checked details; None when it is left to its lease; JobFailed if unusable."""
+        raw = self._from_server(lambda: self.api.get_job_details(job_id))
+        if raw is None:
+            return None
+        details = parse_details(job_id, raw, default_time_limit=self.settings.time_limit)
+        structlog.contextvars.bind_contextvars(
+            algorithm=details.algorithm, dataset=details.dataset, attempt=details.attempt
+        )
+        return details
+
+    def _refuse(self, job_id: int, message: str) -> None:
+        """Fail a job that cannot run as given, with the sentence for the student."""
+        self._spool(job_id, _failure(message), ())
+        _log.info("job failed before running", outcome="invalid", message=message)
 
     def _finish(
         self, job_id: int, algorithm: str, outcome: JobOutcome, started: float, fetched: float
@@ -160,47 +184,45 @@ class JobLoop:
                     _log.error("stopping; leaving the job to its lease", error=str(exc))
                     return None
                 self._server_away(exc)
+            except BadAnswerError as exc:  # asking again gets the same answer
+                raise JobFailed(f"the server sent what the worker cannot use: {exc}") from None
             except APIError as exc:
                 _log.error("job unavailable; leaving the job to its lease", error=str(exc))
                 return None
 
-    def _spec(self, job_id: int, details: Mapping[str, Any]) -> JobSpec:
-        """The job as the job process needs it; JobFailed for what a student must fix."""
-        algorithm, params = details.get("algorithm"), details.get("params", {})
-        if not isinstance(algorithm, str) or not algorithm:
-            raise JobFailed("the job names no algorithm")
-        if not isinstance(params, dict):
-            raise JobFailed('the job\'s params must be a JSON object such as {"n_neighbors": 5}')
-        seed = details.get("seed")
+    def _spec(self, details: JobDetails) -> JobSpec:
+        """The job as the job process needs it, its dataset built."""
         return JobSpec(
-            job_id=job_id,
-            algorithm=algorithm,
-            params=params,
-            dataset=self._dataset(details.get("dataset")),
-            seed=seed if isinstance(seed, int) and not isinstance(seed, bool) else None,
+            job_id=details.job_id,
+            algorithm=details.algorithm,
+            params=details.params,
+            dataset=self._dataset(details.dataset),
+            seed=details.seed,
         )
 
-    def _dataset(self, dataset_id: object) -> Dataset:
+    def _dataset(self, dataset_id: int) -> Dataset:
         """The job's dataset, built; points cross the network once per version.
 
         Raises DatasetError for points that make no dataset, with the sentence
         the job process would have reported.
         """
-        if not isinstance(dataset_id, int) or isinstance(dataset_id, bool):
-            raise JobFailed(f"the job's dataset must be a dataset id, not {dataset_id!r}")
-        info = self.api.get_datasets().get(dataset_id)
-        if info is None:
+        listed = self.api.get_datasets().get(dataset_id)
+        if listed is None:
             raise JobFailed(f"dataset {dataset_id} does not exist on the server")
+        info = check_info(dataset_id, listed)
         try:
             return self.cache.dataset(dataset_id, info, lambda: self.api.get_points(dataset_id))
         except NotFoundError as exc:
             raise JobFailed(f"dataset {dataset_id} does not exist on the server") from exc
         except ArithmeticError as exc:  # a JSON number too large for a float64 (or a label int64)
             raise DatasetError(last_line(exc)) from exc
+        except RecursionError:
+            raise JobFailed(
+                f"dataset {dataset_id} holds values nested too deeply to read"
+            ) from None
 
     def _spool(self, job_id: int, fields: dict[str, Any], pictures: Any) -> None:
-        self.outbox.put(job_id, fields, pictures)
-        self.wake_delivery()
+        self.results.put(job_id, fields, pictures)
 
     def _cancel(self) -> bool:
         """Polled by the runner during a job: keeps the heartbeat going, reports an abort."""
@@ -212,7 +234,7 @@ class JobLoop:
         self._status("server unreachable")
         wait = self.settings.poll_max
         if isinstance(exc, TransientError) and exc.retry_after:
-            wait = max(wait, exc.retry_after)
+            wait = max(wait, min(exc.retry_after, RETRY_AFTER_MAX))
         _log.warning("server unreachable; probing again", error=str(exc), wait=round(wait, 1))
         self._sleep(wait)
 
@@ -220,7 +242,7 @@ class JobLoop:
         self.shutdown.sleep(seconds, self.reporter.heartbeat)
 
     def _status(self, text: str) -> None:
-        waiting = self.outbox.count()
+        waiting = self.results.waiting()
         self.reporter.status(
             f"{text}; {waiting} results waiting for the server" if waiting else text
         )
@@ -265,13 +287,6 @@ def _clip(message: str) -> str:
     if len(message) <= MESSAGE_LIMIT:
         return message
     return message[: MESSAGE_LIMIT - 1] + "…"
-
-
-def _time_limit(details: Mapping[str, Any], default: float) -> float:
-    limit = details.get("time_limit")
-    if isinstance(limit, int | float) and not isinstance(limit, bool) and limit > 0:
-        return float(limit)
-    return default
 
 
 def _round(seconds: float | None) -> float | None:

@@ -217,6 +217,16 @@ class Outbox:
                 self._quarantine(Entry(path), "not a spool entry written by the worker")
         return entries
 
+    def probe(self, size: int) -> None:
+        """Write and remove ``size`` bytes in ``tmp/``: raises OSError when a result that
+        large cannot be spooled now (a full or read-only disk)."""
+        path = self.tmp / f"probe-{uuid.uuid4().hex[:12]}"
+        try:
+            write_durably(path, bytes(size))
+        finally:
+            with contextlib.suppress(OSError):
+                path.unlink(missing_ok=True)
+
     def count(self) -> int:
         """How many results are waiting for the server (for STATUS= and metrics)."""
         with os.scandir(self.ready) as it:
@@ -245,6 +255,10 @@ class Outbox:
                 self._quarantine(entry, str(exc))
                 yield None
                 return
+            except Exception as exc:  # whatever is in the file, the entries behind it go on
+                self._quarantine(entry, f"result.json unusable: {type(exc).__name__}: {exc}")
+                yield None
+                return
             yield claim
         finally:
             os.close(fd)
@@ -254,6 +268,8 @@ class Outbox:
             document = json.loads((entry.path / "result.json").read_bytes())
         except (OSError, ValueError) as exc:
             raise CorruptEntryError(f"result.json unreadable: {exc}") from exc
+        except RecursionError:
+            raise CorruptEntryError("result.json is nested too deeply to read") from None
         if not isinstance(document, dict) or document.get("format") not in _FORMATS:
             raise CorruptEntryError(f"result.json is not a result of format {sorted(_FORMATS)}")
         job_id, fields, names = (document.get(k) for k in ("job_id", "fields", "pictures"))
@@ -292,9 +308,12 @@ class Outbox:
             )
             return
         note = f"{datetime.now(UTC).isoformat()} {reason}\n"
-        self.corrupt.joinpath(f"{entry.name}.reason").write_text(note, encoding="utf-8")
-        fsync_dir(self.corrupt)
-        fsync_dir(self.ready)
+        try:
+            self.corrupt.joinpath(f"{entry.name}.reason").write_text(note, encoding="utf-8")
+            fsync_dir(self.corrupt)
+            fsync_dir(self.ready)
+        except OSError as exc:  # a full disk: the entry is aside, its reason is in the log
+            _log.warning("cannot write why a spool entry was moved aside", error=str(exc))
         _log.error(
             "spool entry moved aside",
             entry=entry.name,
