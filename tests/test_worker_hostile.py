@@ -64,7 +64,10 @@ CASES: dict[int, tuple[Reply, str]] = {
     117: (Reply(body=[1, 2, 3]), "answered a JSON list where a dict was expected"),
     118: (Reply(raw=b'"knn"'), "answered a JSON str where a dict was expected"),
     119: (Reply(raw=b"[" * 200_000 + b"]" * 200_000), "nested too deeply to read"),
-    120: (Reply(raw=b'{"algorithm": "knn", "dataset": ' + b"9" * 5000 + b"}"), "not JSON it can read"),
+    120: (
+        Reply(raw=b'{"algorithm": "knn", "dataset": ' + b"9" * 5000 + b"}"),
+        "not JSON it can read",
+    ),
     121: (Reply(body=good(dataset=2)), "describes dataset 2 as a JSON array"),
     122: (Reply(body=good(dataset=3)), "describes dataset 3 as a JSON string"),
     123: (Reply(body=good(dataset=4)), "the features must be a list of feature names"),

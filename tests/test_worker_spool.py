@@ -23,6 +23,7 @@ from server_helpers import wait_for
 from test_worker_hostile import GOOD_INFO, POINTS, good, updates
 
 from worker.outbox import Outbox
+from worker.result import Result
 
 pytestmark = pytest.mark.slow
 
@@ -91,7 +92,7 @@ def test_a_full_spool_delivers_from_memory_and_claims_nothing_until_it_has_room(
                 out.flush()
         hand_out(server, 301)
         wait_for(
-            lambda: worker.events("result delivered from memory", job_id=301), "job 301's result"
+            lambda: worker.events("result delivered", job_id=301, held=True), "job 301's result"
         )
         assert updates(server)[301]["success"] == "true"
         wait_not_claiming(worker, server)
@@ -112,7 +113,7 @@ def test_a_read_only_spool_delivers_from_memory_and_the_worker_lives_on(
         mount("-o", "remount,ro", str(small_spool))
         hand_out(server, 311)
         wait_for(
-            lambda: worker.events("result delivered from memory", job_id=311), "job 311's result"
+            lambda: worker.events("result delivered", job_id=311, held=True), "job 311's result"
         )
         assert updates(server)[311]["success"] == "true"
         wait_not_claiming(worker, server)
@@ -159,7 +160,7 @@ def test_an_entry_too_deep_to_read_is_set_aside_and_the_rest_delivered(
     deep = outbox.ready / f"{1:020d}-76-{'a' * 12}"
     deep.mkdir()
     (deep / "result.json").write_bytes(b"[" * 200_000 + b"]" * 200_000)
-    outbox.put(77, {"success": False, "message": "kept"}, [])
+    outbox.put(Result.failure(77, "kept"))
     with start_worker(tmp_path, server.url) as worker:
         assert worker.wait(60) == 0, worker.tail()
     assert updates(server)[77]["message"] == "kept"

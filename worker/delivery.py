@@ -1,4 +1,11 @@
-"""Delivers spooled results in a thread of its own.
+"""Delivery: what becomes of a result once the job is done, and the thread that sends it.
+
+The policy, per answer to a result (`deliver_pending`): accepted (a
+duplicate too): removed. 404 or 409: the server will never take it, so it
+is removed and the drop logged. Transient failure, or the login/rights
+refused: kept, and the pass stops there, since the next result would fail
+the same way. Any other refusal (400): the result is wrong, so it is set
+aside (quarantined) with the server's sentence.
 
 The main thread runs jobs and never waits on the server to hand a result
 over: it writes the result to the outbox and wakes this thread. Here, a pass
@@ -25,9 +32,9 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import structlog
 
@@ -35,10 +42,15 @@ from worker.backoff import Backoff
 from worker.errors import (
     APIError,
     AuthenticationError,
+    ConflictError,
+    NotFoundError,
     PermissionDeniedError,
     TransientError,
 )
-from worker.outbox import DeliveryReport, Outbox, ResultAPI, deliver_pending
+from worker.outbox import Claim, Outbox
+from worker.result import Result
+
+__all__ = ["Deliverer", "DeliveryReport", "ResultAPI", "deliver_pending", "send"]
 from worker.reporting import NullReporter, Reporter
 
 _log = structlog.get_logger(__name__)
@@ -47,18 +59,28 @@ _log = structlog.get_logger(__name__)
 CUT_AFTER_GRACE = 2.0  # seconds the cut last call gets to end once the grace has run out
 
 
-@dataclass(frozen=True)
-class Held:
-    """A result the spool could not take, waiting in memory to be spooled or sent."""
+class ResultAPI(Protocol):
+    """What delivery needs of :class:`worker.api.API`."""
 
-    job_id: int
-    fields: Mapping[str, Any]
-    pictures: Sequence[tuple[str, bytes]]
+    def update_job_details(self, job_id: int, *args: Any, **kwargs: Any) -> Any:
+        """Post one job's update (pictures first); answer ``{"success": true, ...}``."""
 
-    @property
-    def size(self) -> int:
-        """Roughly the bytes it takes in the spool."""
-        return 4096 + len(repr(dict(self.fields))) + sum(len(png) for _, png in self.pictures)
+
+@dataclass
+class DeliveryReport:
+    """What one delivery pass did; ``waiting`` counts what is still in the spool."""
+
+    delivered: int = 0
+    dropped: int = 0
+    quarantined: int = 0
+    busy: int = 0
+    waiting: int = 0
+    error: APIError | None = field(default=None)
+
+
+def _size(result: Result) -> int:
+    """Roughly the bytes a result takes in the spool."""
+    return 4096 + len(repr(result.fields())) + sum(len(p.png) for p in result.pictures)
 
 
 class Deliverer:
@@ -83,7 +105,7 @@ class Deliverer:
         self._idle_check = idle_check
         self._reporter = reporter or NullReporter()
         self._api: ResultAPI | None = None
-        self._held: deque[Held] = deque()
+        self._held: deque[Result] = deque()
         self._held_lock = threading.Lock()
         self._room_needed = 0  # bytes the spool must take again before the loop claims
         self._wake = threading.Event()
@@ -95,24 +117,21 @@ class Deliverer:
         self._waiting: int | None = None  # results left after that pass
         self._thread = threading.Thread(target=self._run, name="mlworker-delivery", daemon=True)
 
-    def put(
-        self, job_id: int, fields: Mapping[str, Any], pictures: Sequence[tuple[str, bytes]]
-    ) -> None:
+    def put(self, result: Result) -> None:
         """Spool a finished job's result and wake the thread; if the disk fails, hold it."""
         try:
-            self._outbox.put(job_id, fields, pictures)
+            self._outbox.put(result)
         except OSError as exc:
             _log.error(
                 "the spool cannot take the result: delivering it from memory, "
                 "and claiming no job until the spool takes writes again",
-                job_id=job_id,
+                job_id=result.job_id,
                 spool=str(self._outbox.root),
                 error=str(exc),
             )
-            held = Held(job_id, fields, pictures)
             with self._held_lock:
-                self._held.append(held)
-                self._room_needed = max(self._room_needed, held.size)
+                self._held.append(result)
+                self._room_needed = max(self._room_needed, _size(result))
         self.wake()
 
     def writable(self) -> bool:
@@ -170,7 +189,7 @@ class Deliverer:
             self._thread.join(CUT_AFTER_GRACE)
             _log.warning("delivery still under way at exit; the spool keeps the results")
         with self._held_lock:
-            lost = [held.job_id for held in self._held]
+            lost = [result.job_id for result in self._held]
         if lost:
             _log.error(
                 "results lost: the spool could not take them and the server did not answer "
@@ -249,43 +268,89 @@ class Deliverer:
             with self._held_lock:
                 if not self._held:
                     return None
-                held = self._held[0]
+                result = self._held[0]
             try:
-                self._outbox.put(held.job_id, held.fields, held.pictures)
+                self._outbox.put(result)
             except OSError:
-                error = _send_held(held, api)
-                if isinstance(error, APIError):
-                    return error
+                outcome = send(result, api, _log.bind(job_id=result.job_id, held=True))
+                if isinstance(outcome, APIError):
+                    return outcome
+                if outcome not in ("delivered", "dropped"):
+                    _log.error(
+                        "result refused, and the spool cannot keep it aside",
+                        job_id=result.job_id,
+                        reason=outcome,
+                    )
             with self._held_lock:
                 self._held.popleft()
 
 
-def _send_held(held: Held, api: ResultAPI) -> APIError | None:
-    """Send one held result; the error to retry later, or None when it is settled."""
-    log = _log.bind(job_id=held.job_id)
-    fields = held.fields
+def deliver_pending(outbox: Outbox, api: ResultAPI, log: Any = _log) -> DeliveryReport:
+    """Send every spooled result, oldest first, until the server stops answering.
+
+    Each answer is dealt with as the module docstring says; entries another
+    process is delivering are skipped (``report.busy``).
+    """
+    report = DeliveryReport()
+    for entry in outbox.pending():
+        with outbox.claim(entry) as claim:
+            outcome = "busy" if claim is None else _deliver(claim, api, log)
+        if isinstance(outcome, APIError):
+            report.error = outcome
+            break
+        setattr(report, outcome, getattr(report, outcome) + 1)
+    report.waiting = outbox.count()
+    return report
+
+
+def _deliver(claim: Claim, api: ResultAPI, log: Any) -> APIError | str:
+    """Send one claimed entry; the report counter it adds to, or the error ending the pass."""
+    outcome = send(claim.result, api, log.bind(job_id=claim.job_id))
+    if isinstance(outcome, APIError):
+        return outcome
+    if outcome in ("delivered", "dropped"):
+        claim.done()
+        return outcome
+    claim.quarantine(outcome)
+    return "quarantined"
+
+
+def send(result: Result, api: ResultAPI, log: Any) -> APIError | str:
+    """Post ``result``: "delivered", "dropped", the error to retry later, or why it is refused.
+
+    The same for a result read from the spool and one held in memory.
+    """
     try:
         answer = api.update_job_details(
-            held.job_id,
-            fields.get("score_test"),
-            fields.get("score_validation"),
-            fields.get("labels_training"),
-            fields.get("labels_test"),
-            fields.get("labels_validation"),
-            extra_scores_test=fields.get("extra_scores_test"),
-            extra_scores_validation=fields.get("extra_scores_validation"),
-            message=fields.get("message"),
-            success=fields.get("success", True),
-            pictures=list(held.pictures),
+            result.job_id,
+            result.score_test,
+            result.score_validation,
+            result.labels_training,
+            result.labels_test,
+            result.labels_validation,
+            extra_scores_test=result.extra_scores_test,
+            extra_scores_validation=result.extra_scores_validation,
+            message=result.message,
+            success=result.success,
+            pictures=[(picture.name, picture.png) for picture in result.pictures],
         )
     except (TransientError, AuthenticationError, PermissionDeniedError) as exc:
-        log.warning("result kept in memory: server unavailable", error=str(exc))
+        log.warning("result kept: server unavailable", error=str(exc), status=exc.status)
         return exc
+    except (NotFoundError, ConflictError) as exc:
+        log.warning(
+            "result dropped: the server will not take it", error=str(exc), status=exc.status
+        )
+        return "dropped"
     except APIError as exc:
-        log.error("result dropped: the server refused it", error=str(exc), status=exc.status)
-        return None
-    except ValueError as exc:  # a field the client refuses to send: sending again cannot help
-        log.error("result dropped: it cannot be sent", error=str(exc))
-        return None
-    log.info("result delivered from memory", duplicate=bool(answer.get("duplicate")))
-    return None
+        return f"server refused the result ({exc.status}): {exc}"
+    except ValueError as exc:  # a field the client refuses to send
+        return f"the result cannot be sent: {exc}"
+    if isinstance(answer, dict) and answer.get("success") is True:
+        log.info(
+            "result delivered",
+            duplicate=bool(answer.get("duplicate")),
+            pictures=len(result.pictures),
+        )
+        return "delivered"
+    return f"unexpected answer to the update: {answer!r}"

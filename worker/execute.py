@@ -77,8 +77,19 @@ from worker.jobproc import Finished, JobSpec, Ready, Started
 
 __all__ = ["JobOutcome", "JobRunner", "JobSpec", "JobTimings", "OutcomeKind"]
 
+#: How a claimed job ended: the kinds above, and two for a job refused before it runs:
+#: ``invalid`` (details or params the worker cannot use) and ``dataset`` (points that
+#: make no dataset); the loop counts every kind the same way.
 OutcomeKind = Literal[
-    "success", "error", "exception", "crashed", "timeout", "memory", "cancelled", "invalid"
+    "success",
+    "error",
+    "exception",
+    "crashed",
+    "timeout",
+    "memory",
+    "cancelled",
+    "invalid",
+    "dataset",
 ]
 
 #: Modules the forkserver imports once (those not installed are skipped). The
@@ -160,6 +171,7 @@ class JobRunner:
         self._preload = [module for module in preload if _findable(module)]
         self._start_timeout = start_timeout
         self._spare: _JobProcess | None = None
+        self._forkserver: int | None = None  # its pid, as the first job process reported it
 
     def __enter__(self) -> JobRunner:
         self.start()
@@ -176,16 +188,20 @@ class JobRunner:
         """
         self.close()  # a running forkserver would keep its old environment and modules
         self._spare = self._start_job_process()
-        if not _wait_ready(self._spare.reports, self._start_timeout):
+        ready = _wait_ready(self._spare.reports, self._start_timeout)
+        if ready is None:
             self.close()
             raise RuntimeError("job processes do not start: see the errors above in the log")
+        self._forkserver = ready.forkserver
 
     def close(self) -> None:
         """Stop the spare job process and the forkserver (call when no job is running)."""
         if self._spare is not None:
             _stop(self._spare, ending="cancelled")
             self._spare = None
-        _stop_forkserver()
+        if self._forkserver is not None:
+            _stop_forkserver(self._forkserver)
+            self._forkserver = None
 
     def run(
         self,
@@ -273,12 +289,13 @@ def _pickled(message: object) -> bytes:
     return bytes(ForkingPickler.dumps(message))
 
 
-def _wait_ready(reports: Connection, timeout: float) -> bool:
-    """Whether the job process said `Ready` within `timeout` seconds."""
+def _wait_ready(reports: Connection, timeout: float) -> Ready | None:
+    """The job process's `Ready`, or None when it did not say it within `timeout` seconds."""
     try:
-        return reports.poll(timeout) and isinstance(reports.recv(), Ready)
+        message = reports.recv() if reports.poll(timeout) else None
     except (EOFError, OSError):
-        return False
+        return None
+    return message if isinstance(message, Ready) else None
 
 
 def _wait(
@@ -423,6 +440,25 @@ def _findable(module: str) -> bool:
         return False
 
 
-def _stop_forkserver() -> None:
-    """Stop this process's forkserver if it runs (waits for its job processes)."""
-    multiprocessing.forkserver._forkserver._stop()  # type: ignore[attr-defined]
+def _stop_forkserver(pid: int) -> None:
+    """Kill the forkserver (its job processes are already stopped) and wait until it is dead.
+
+    It is left as a zombie for multiprocessing: `forkserver.ensure_running`
+    reaps a dead forkserver and starts a new one, with the environment and
+    preload of that moment, the next time a runner starts.
+    """
+    with suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + REAP_SECONDS
+    while _running(pid) and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie (read from /proc)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            state = stat.read().rsplit(b")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in (b"Z", b"X")

@@ -86,7 +86,14 @@ class JobSpec:
 
 @dataclass(frozen=True)
 class Ready:
-    """First message: the process is warmed up and waits for its job."""
+    """First message: the process is warmed up and waits for its job.
+
+    ``forkserver`` is the pid of the process that forked it, so that the
+    runner can stop its forkserver with a signal, not with multiprocessing's
+    private calls.
+    """
+
+    forkserver: int
 
 
 @dataclass(frozen=True)
@@ -139,7 +146,7 @@ def main(jobs: Connection, reports: Connection) -> NoReturn:
     _die_with_parent()
     with suppress(Exception):  # a broken registry fails the job instead, with its message
         default_registry()
-    reports.send(Ready())
+    reports.send(Ready(forkserver=os.getppid()))
     try:
         job, memory_limit = jobs.recv()
     except EOFError:  # the runner closed: no job for this spare

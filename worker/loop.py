@@ -4,8 +4,10 @@ One `JobLoop` per worker process. It asks the server for a job, waiting with
 exponential backoff and full jitter while there is none; fetches the job's
 details and dataset (points come from the machine-wide cache and become
 arrays once per version, here, not in every job process); runs the job in a
-child process (`worker.execute`); and writes the update to the outbox,
-from which the delivery thread sends it. A server that is away makes the
+child process (`worker.execute`); and hands its `Result` to delivery, which
+spools it and sends it from a thread of its own. Every claimed job ends
+through one path (`_finish`), whether it ran or was refused before running,
+with one of the counted `OutcomeKind`s. A server that is away makes the
 loop probe at the idle maximum; it never exits for it. Stop signals reach
 the loop through `Shutdown`: the first ends the claiming, the second aborts
 the running job, whose failure ("worker shut down") is spooled like any
@@ -23,12 +25,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import structlog
 
 from algorithms.dataset import Dataset
 from algorithms.errors import DatasetError
+from algorithms.run import JobResult
 from worker.api import API
 from worker.backoff import RETRY_AFTER_MAX, Backoff
 from worker.cache import DatasetCache
@@ -43,18 +46,30 @@ from worker.errors import (
     PermissionDeniedError,
     TransientError,
 )
-from worker.execute import JobOutcome, JobRunner, JobSpec, JobTimings
+from worker.execute import JobOutcome, JobRunner, JobSpec, JobTimings, OutcomeKind
 from worker.jobproc import last_line
 from worker.lifecycle import Shutdown
 from worker.logs import job_context
 from worker.reporting import Reporter
+from worker.result import Picture, Result, clip
 
 _log = structlog.get_logger(__name__)
 
-MESSAGE_LIMIT = 10_000  # characters the protocol allows in `message`
 _T = TypeVar("_T")
 
-__all__ = ["JobFailed", "JobLoop"]
+__all__ = ["JobFailed", "JobLoop", "result_of"]
+
+
+@dataclass(frozen=True)
+class _Ended:
+    """How a claimed job ended, whether it ran or not: what `_finish` spools, counts, logs."""
+
+    algorithm: str
+    kind: OutcomeKind
+    message: str  # "" on success
+    result: Result
+    fetched: float  # when the job was ready to run, or refused
+    timings: JobTimings | None  # None when it never ran
 
 
 @dataclass
@@ -103,34 +118,41 @@ class JobLoop:
     def _process(self, job_id: int) -> None:
         started = time.monotonic()
         with job_context(worker_id=self.worker_id, job_id=job_id):
-            algorithm = ""
-            try:
-                details = self._details(job_id)
-                if details is None:
-                    return
-                algorithm = details.algorithm
-                spec = self._from_server(lambda: self._spec(details))
-                if spec is None:
-                    return
-            except JobFailed as exc:
-                self._refuse(job_id, str(exc))
-                return
-            except DatasetError as exc:  # the algorithm was checked before the data was built
-                self._finish(job_id, algorithm, _data_refused(exc), started, time.monotonic())
-                return
-            except Exception as exc:  # a bug the job must not outlive: it fails, the loop goes on
-                _log.exception("the job could not be prepared")
-                self._refuse(job_id, f"the worker could not prepare this job: {last_line(exc)}")
-                return
-            fetched = time.monotonic()
-            self._status(f"job {job_id} {spec.algorithm} on {spec.dataset.name or details.dataset}")
-            outcome = self.runner.run(
-                spec,
-                time_limit=details.time_limit,
-                memory_limit=self.settings.memory_limit,
-                cancel=self._cancel,
-            )
-            self._finish(job_id, spec.algorithm, outcome, started, fetched)
+            ended = self._attempt(job_id)
+            if ended is not None:
+                self._finish(ended, started)
+
+    def _attempt(self, job_id: int) -> _Ended | None:
+        """Prepare and run the job; None when it is left to its lease (a stop, a 404)."""
+        algorithm = "unknown"
+        try:
+            details = self._details(job_id)
+            if details is None:
+                return None
+            algorithm = details.algorithm
+            spec = self._from_server(lambda: self._spec(details))
+            if spec is None:
+                return None
+        except JobFailed as exc:
+            return _refused(job_id, algorithm, "invalid", str(exc))
+        except DatasetError as exc:  # the points make no dataset
+            return _refused(job_id, algorithm, "dataset", str(exc))
+        except Exception as exc:  # a bug the job must not outlive: it fails, the loop goes on
+            _log.exception("the job could not be prepared")
+            message = f"the worker could not prepare this job: {last_line(exc)}"
+            return _refused(job_id, algorithm, "invalid", message)
+        fetched = time.monotonic()
+        self._status(f"job {job_id} {spec.algorithm} on {spec.dataset.name or details.dataset}")
+        outcome = self.runner.run(
+            spec,
+            time_limit=details.time_limit,
+            memory_limit=self.settings.memory_limit,
+            cancel=self._cancel,
+        )
+        result = result_of(job_id, outcome)
+        return _Ended(
+            spec.algorithm, outcome.kind, outcome.message, result, fetched, outcome.timings
+        )
 
     def _details(self, job_id: int) -> JobDetails | None:
         """The job's checked details; None when it is left to its lease; JobFailed if unusable."""
@@ -143,28 +165,21 @@ class JobLoop:
         )
         return details
 
-    def _refuse(self, job_id: int, message: str) -> None:
-        """Fail a job that cannot run as given, with the sentence for the student."""
-        self._spool(job_id, _failure(message), ())
-        _log.info("job failed before running", outcome="invalid", message=message)
-
-    def _finish(
-        self, job_id: int, algorithm: str, outcome: JobOutcome, started: float, fetched: float
-    ) -> None:
-        """Spool the job's result, then count it and log its end with seconds per phase."""
-        fields, pictures = result_fields(outcome)
-        self._spool(job_id, fields, pictures)
-        ended = time.monotonic()
-        self.reporter.job_finished(algorithm, outcome.kind, ended - started)
+    def _finish(self, ended: _Ended, started: float) -> None:
+        """Hand the result to delivery; count the job and log its end with seconds per phase."""
+        self.results.put(ended.result)
+        finished = time.monotonic()
+        self.reporter.job_finished(ended.algorithm, ended.kind, finished - started)
+        timings = ended.timings
         _log.info(
             "job finished",
-            outcome=outcome.kind,
-            message=outcome.message if not outcome.ok else None,
-            seconds_fetch=round(fetched - started, 4),
-            seconds_start=_round(outcome.timings.start),
-            seconds_run=_round(outcome.timings.run),
-            seconds_spool=round(ended - fetched - outcome.timings.total, 4),
-            seconds_total=round(ended - started, 4),
+            outcome=ended.kind,
+            message=ended.message if ended.kind != "success" else None,
+            seconds_fetch=round(ended.fetched - started, 4),
+            seconds_start=_round(timings.start) if timings else None,
+            seconds_run=_round(timings.run) if timings else None,
+            seconds_spool=round(finished - ended.fetched - (timings.total if timings else 0), 4),
+            seconds_total=round(finished - started, 4),
         )
 
     def _from_server(self, call: Callable[[], _T]) -> _T | None:
@@ -221,9 +236,6 @@ class JobLoop:
                 f"dataset {dataset_id} holds values nested too deeply to read"
             ) from None
 
-    def _spool(self, job_id: int, fields: dict[str, Any], pictures: Any) -> None:
-        self.results.put(job_id, fields, pictures)
-
     def _cancel(self) -> bool:
         """Polled by the runner during a job: keeps the heartbeat going, reports an abort."""
         self.reporter.heartbeat()
@@ -248,45 +260,36 @@ class JobLoop:
         )
 
 
-def result_fields(outcome: JobOutcome) -> tuple[dict[str, Any], list[tuple[str, bytes]]]:
-    """The update fields and pictures for a finished job, success or failure."""
-    result = outcome.result
-    if not outcome.ok or result is None:
-        return _failure(outcome.message), []
-    fields: dict[str, Any] = {
-        "score_test": result.score_test,
-        "score_validation": result.score_validation,
-        "labels_training": result.labels["training"],
-        "labels_test": result.labels["test"],
-        "labels_validation": result.labels["validation"],
-        "extra_scores_test": result.extra_scores_test,
-        "extra_scores_validation": result.extra_scores_validation,
-        "success": True,
-    }
-    if result.warnings:
-        fields["message"] = _clip("\n".join(result.warnings))
-    return fields, [(picture.name, picture.png) for picture in result.pictures]
+def result_of(job_id: int, outcome: JobOutcome) -> Result:
+    """The update a job that ran gets: its scores, labels and pictures, or the failure."""
+    ran = outcome.result
+    if not outcome.ok or ran is None:
+        return Result.failure(job_id, outcome.message)
+    try:
+        return _success(job_id, ran)
+    except ValueError as exc:  # a plugin's NaN score, say: the protocol cannot carry it
+        return Result.failure(job_id, f"the algorithm's result cannot be sent: {exc}")
 
 
-def _data_refused(exc: DatasetError) -> JobOutcome:
-    """A job whose points make no dataset: failed as an `AlgorithmError` in the job would be."""
-    return JobOutcome(
-        kind="error",
-        message=str(exc),
-        result=None,
-        timings=JobTimings(start=None, run=None, total=0.0),
-        exitcode=None,
+def _success(job_id: int, ran: JobResult) -> Result:
+    return Result(
+        job_id=job_id,
+        success=True,
+        message=clip("\n".join(ran.warnings)) if ran.warnings else None,
+        score_test=ran.score_test,
+        score_validation=ran.score_validation,
+        labels_training=tuple(ran.labels["training"]),
+        labels_test=tuple(ran.labels["test"]),
+        labels_validation=tuple(ran.labels["validation"]),
+        extra_scores_test=ran.extra_scores_test,
+        extra_scores_validation=ran.extra_scores_validation,
+        pictures=tuple(Picture(picture.name, picture.png) for picture in ran.pictures),
     )
 
 
-def _failure(message: str) -> dict[str, Any]:
-    return {"success": False, "message": _clip(message)}
-
-
-def _clip(message: str) -> str:
-    if len(message) <= MESSAGE_LIMIT:
-        return message
-    return message[: MESSAGE_LIMIT - 1] + "…"
+def _refused(job_id: int, algorithm: str, kind: OutcomeKind, message: str) -> _Ended:
+    """A job that cannot run as given: failed with the sentence for the student."""
+    return _Ended(algorithm, kind, message, Result.failure(job_id, message), time.monotonic(), None)
 
 
 def _round(seconds: float | None) -> float | None:
