@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from daemon_helpers import WORKER_PASSWORD, WORKER_USER, Worker, start_worker
+from daemon_helpers import DEADLINE, WORKER_PASSWORD, WORKER_USER, Worker, start_worker
 from fault_server import FaultServer, Reply
 from server_helpers import wait_for
 from test_worker_hostile import GOOD_INFO, POINTS, good, updates
@@ -73,9 +73,11 @@ def claims(server: FaultServer) -> int:
 
 def wait_not_claiming(worker: Worker, server: FaultServer) -> None:
     """Wait until the worker has twice declined to claim, and check it claimed nothing between."""
-    wait_for(lambda: worker.events(NOT_CLAIMING), "the worker to stop claiming")
+    wait_for(lambda: worker.events(NOT_CLAIMING), "the worker to stop claiming", deadline=DEADLINE)
     before = claims(server)
-    wait_for(lambda: len(worker.events(NOT_CLAIMING)) >= 2, "a second declined claim")
+    wait_for(
+        lambda: len(worker.events(NOT_CLAIMING)) >= 2, "a second declined claim", deadline=DEADLINE
+    )
     assert claims(server) == before
 
 
@@ -84,7 +86,7 @@ def test_a_full_spool_delivers_from_memory_and_claims_nothing_until_it_has_room(
 ) -> None:
     """ENOSPC: the result reaches the server anyway; claims resume once space is freed."""
     with start_worker(tmp_path, server.url, burst=False) as worker:
-        wait_for(lambda: worker.events("worker ready"), "the worker to start")
+        wait_for(lambda: worker.events("worker ready"), "the worker to start", deadline=DEADLINE)
         filler = small_spool / "filler"
         with filler.open("wb") as out:  # leaves a few KiB: the result's pictures do not fit
             while os.statvfs(small_spool).f_bavail > 1:
@@ -92,13 +94,19 @@ def test_a_full_spool_delivers_from_memory_and_claims_nothing_until_it_has_room(
                 out.flush()
         hand_out(server, 301)
         wait_for(
-            lambda: worker.events("result delivered", job_id=301, held=True), "job 301's result"
+            lambda: worker.events("result delivered", job_id=301, held=True),
+            "job 301's result",
+            deadline=DEADLINE,
         )
         assert updates(server)[301]["success"] == "true"
         wait_not_claiming(worker, server)
         filler.unlink()
         hand_out(server, 302)
-        wait_for(lambda: 302 in updates(server), "the result of job 302, after room was made")
+        wait_for(
+            lambda: 302 in updates(server),
+            "the result of job 302, after room was made",
+            deadline=DEADLINE,
+        )
         worker.signal(signal.SIGTERM)
         assert worker.wait() == 0, worker.tail()
     assert worker.events("the spool takes writes again")
@@ -109,17 +117,19 @@ def test_a_read_only_spool_delivers_from_memory_and_the_worker_lives_on(
 ) -> None:
     """EROFS after start: the result is delivered from memory; claims resume once writable."""
     with start_worker(tmp_path, server.url, burst=False) as worker:
-        wait_for(lambda: worker.events("worker ready"), "the worker to start")
+        wait_for(lambda: worker.events("worker ready"), "the worker to start", deadline=DEADLINE)
         mount("-o", "remount,ro", str(small_spool))
         hand_out(server, 311)
         wait_for(
-            lambda: worker.events("result delivered", job_id=311, held=True), "job 311's result"
+            lambda: worker.events("result delivered", job_id=311, held=True),
+            "job 311's result",
+            deadline=DEADLINE,
         )
         assert updates(server)[311]["success"] == "true"
         wait_not_claiming(worker, server)
         mount("-o", "remount,rw", str(small_spool))
         hand_out(server, 312)
-        wait_for(lambda: 312 in updates(server), "the result of job 312")
+        wait_for(lambda: 312 in updates(server), "the result of job 312", deadline=DEADLINE)
         worker.signal(signal.SIGTERM)
         assert worker.wait() == 0, worker.tail()
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from conftest import free_port
-from daemon_helpers import WORKER_PASSWORD, WORKER_USER, start_worker
+from daemon_helpers import DEADLINE, WORKER_PASSWORD, WORKER_USER, start_worker
 from fault_server import FaultServer, Reply
 from server_helpers import wait_for
 
@@ -21,7 +21,7 @@ from worker.backoff import RETRY_AFTER_MAX
 
 pytestmark = pytest.mark.slow
 
-STOP_DEADLINE = 15.0  # seconds a stopped worker may take; what it waits on lasts minutes
+STOP_DEADLINE = 20.0  # seconds a stopped worker may take (a loaded machine); the waits last minutes
 
 
 def hostile_server() -> FaultServer:
@@ -34,7 +34,9 @@ def test_sigterm_cuts_a_claim_the_server_trickles(tmp_path: Path) -> None:
     with hostile_server() as server:
         server.answer("POST", "/jobs/request/", Reply(body={"job": None}, trickle=2.0))
         with start_worker(tmp_path, server.url, burst=False) as worker:
-            wait_for(lambda: server.calls("POST", "/jobs/request/"), "the first claim")
+            wait_for(
+                lambda: server.calls("POST", "/jobs/request/"), "the first claim", deadline=DEADLINE
+            )
             worker.signal(signal.SIGTERM)
             assert worker.wait(STOP_DEADLINE) == 0, worker.tail()
             assert worker.events("stop signal received")
@@ -44,7 +46,7 @@ def test_sigterm_cuts_login_retries(tmp_path: Path) -> None:
     """No server at all and a minute of login retries: SIGTERM ends the worker, exit 0."""
     host = f"http://127.0.0.1:{free_port()}/"
     with start_worker(tmp_path, host, "--poll-max", "60", burst=False) as worker:
-        wait_for(lambda: worker.events("call failed, retrying"), "a login retry")
+        wait_for(lambda: worker.events("call failed, retrying"), "a login retry", deadline=DEADLINE)
         worker.signal(signal.SIGTERM)
         assert worker.wait(STOP_DEADLINE) == 0, worker.tail()
 
@@ -56,7 +58,9 @@ def test_retry_after_of_years_is_capped_and_sigterm_ends_the_wait(tmp_path: Path
         server.answer("POST", "/jobs/request/", busy)
         with start_worker(tmp_path, server.url, burst=False) as worker:
             (away, *_) = wait_for(
-                lambda: worker.events("server unreachable; probing again"), "the wait"
+                lambda: worker.events("server unreachable; probing again"),
+                "the wait",
+                deadline=DEADLINE,
             )
             assert 0 < away["wait"] <= RETRY_AFTER_MAX
             worker.signal(signal.SIGTERM)

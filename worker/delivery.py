@@ -48,13 +48,12 @@ from worker.errors import (
     TransientError,
 )
 from worker.outbox import Claim, Outbox
+from worker.reporting import NullReporter, Reporter
 from worker.result import Result
 
 __all__ = ["Deliverer", "DeliveryReport", "ResultAPI", "deliver_pending", "send"]
-from worker.reporting import NullReporter, Reporter
 
 _log = structlog.get_logger(__name__)
-
 
 CUT_AFTER_GRACE = 2.0  # seconds the cut last call gets to end once the grace has run out
 
