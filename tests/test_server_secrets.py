@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 from conftest import RunningServer
-from server_helpers import write_csv
+from hostile_client import post
+from server_helpers import result_fields, running_job, write_csv
 
 from worker.api import API
 
@@ -116,3 +117,47 @@ def test_migration_rekeys_existing_versions(server: RunningServer, admin: API) -
         "print(all(d.version == d.refresh_version() for d in Dataset.objects.all()))"
     )
     assert server.shell(code).split() == ["True", "True"]
+
+
+def test_round_dataset_needs_the_round_joined(
+    server: RunningServer, admin: API, tmp_path: Path
+) -> None:
+    """Without joining its open round, a student cannot submit on a round's dataset (403)."""
+    joe = server.api("joe", "joe-password")
+    dataset = new_dataset(server, tmp_path, "contest")
+    round_id = server.new_round(dataset, "contest week")
+    before = admin.submit_job("knn", dataset)
+    refused = post(server.url, joe, "jobs/submit/", algorithm="knn", dataset=str(dataset))
+    assert refused.status_code == 403
+    assert f"round {round_id}" in refused.json()["fields"]["dataset"]
+    assert admin.submit_job("knn", dataset) == before + 1  # nothing was created in between
+    joe.join_round(round_id)
+    assert joe.submit_job("knn", dataset) == before + 2  # joined: outside the round is fine
+    server.close_round(round_id)
+    kim = server.api("kim", "kim-password")
+    assert kim.submit_job("knn", dataset) > 0  # a closed round keeps nothing
+
+
+def test_hidden_score_stays_hidden_outside_the_round(
+    server: RunningServer, admin: API, tmp_path: Path
+) -> None:
+    """The same job submitted outside an open round shows no validation score until it closes."""
+    joe = server.api("joe", "joe-password")
+    dataset = new_dataset(server, tmp_path, "hidden-scores")
+    early = running_job(admin, joe, dataset)  # before any round: still on the round's dataset
+    admin.update_job_details(early, **result_fields(admin, dataset, score=0.8))
+    assert joe.get_job_result(early)["score_validation"] == 0.4
+    round_id = server.new_round(dataset, "hidden week")
+    joe.join_round(round_id)
+    inside = running_job(admin, joe, dataset, round_id=round_id)
+    admin.update_job_details(inside, **result_fields(admin, dataset, score=0.8))
+    outside = running_job(admin, joe, dataset)
+    admin.update_job_details(outside, **result_fields(admin, dataset, score=0.8))
+    for job_id in (early, inside, outside):
+        shown = joe.get_job_result(job_id)
+        assert (shown["score_test"], shown["score_validation"]) == (0.8, None)
+        assert shown["extra_scores_validation"] is None
+        assert admin.get_job_result(job_id)["score_validation"] == 0.4
+    server.close_round(round_id)
+    for job_id in (early, inside, outside):
+        assert joe.get_job_result(job_id)["score_validation"] == 0.4

@@ -19,6 +19,7 @@ from server.views.common import (
     user_of,
     valid_form,
 )
+from server.visibility import may_submit_on, open_rounds
 from server.wire import job_details, job_result
 
 SEED_LIMIT = 2**31
@@ -42,6 +43,18 @@ def _round_for(user: User, round_id: int, dataset: Dataset) -> Round:
     return round_
 
 
+def _check_competition(user: User, dataset: Dataset) -> None:
+    """A dataset with an open round is for that round's participants (and staff) only."""
+    if not may_submit_on(user, dataset.pk):
+        ids = ", ".join(str(pk) for pk in open_rounds(dataset.pk).values_list("pk", flat=True))
+        raise ClientError(
+            403,
+            f"dataset {dataset.pk} is used by open round {ids}: join the round before "
+            "submitting on its dataset",
+            {"dataset": f"join round {ids} first"},
+        )
+
+
 @api_view(method="POST")
 def submit(request: HttpRequest) -> HttpResponse:
     """Queue a job; the server picks its seed so that reruns are reproducible."""
@@ -51,6 +64,7 @@ def submit(request: HttpRequest) -> HttpResponse:
         raise ClientError(403, ADMIN_REQUIRED, {"time_limit": "only admins may set a time limit"})
     dataset = get_or_404(Dataset.objects, data["dataset"], "dataset", field="dataset")
     round_ = None if data["round"] is None else _round_for(user, data["round"], dataset)
+    _check_competition(user, dataset)
     job = Job.objects.create(
         owner=user,
         algorithm=data["algorithm"],
