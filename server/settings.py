@@ -30,6 +30,8 @@ from typing import Any
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from server.datadir import make_private, make_private_sqlite
+
 
 def _env_list(name: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()]
@@ -113,7 +115,7 @@ def _databases(data_dir: Path) -> dict[str, dict[str, Any]]:
 
 
 DATA_DIR = Path(os.environ.get("MLWORKER_SERVER_DATA_DIR") or "mlworker-data").resolve()
-DATA_DIR.mkdir(parents=True, exist_ok=True)
+make_private(DATA_DIR)
 
 SECRET_KEY = _secret_key(DATA_DIR / "secret_key")
 DEBUG = False
@@ -162,6 +164,8 @@ TEMPLATES = [
 ]
 
 DATABASES = _databases(DATA_DIR)
+if DATABASES["default"]["ENGINE"] == SQLITE_ENGINE:
+    make_private_sqlite(Path(DATABASES["default"]["NAME"]))
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 LANGUAGE_CODE = "en-us"
@@ -179,7 +183,8 @@ MEDIA_ROOT = DATA_DIR / "media"
 PICTURE_MAX_BYTES = 5 * 1024 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = 32 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = PICTURE_MAX_BYTES + 1024 * 1024
-FILE_UPLOAD_PERMISSIONS = 0o644
+FILE_UPLOAD_PERMISSIONS = 0o600
+FILE_UPLOAD_DIRECTORY_PERMISSIONS = 0o700
 FILE_UPLOAD_HANDLERS = [
     "server.uploads.SizeLimitUploadHandler",
     "django.core.files.uploadhandler.MemoryFileUploadHandler",
