@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import User
 from django.db.models import QuerySet
 
 from server.models import Job, Round
@@ -40,9 +40,9 @@ def validation_hidden(job: Job, *, staff: bool) -> bool:
     return open_rounds(job.dataset_id).exists()
 
 
-def may_submit_on(user: AbstractBaseUser | AnonymousUser, dataset_id: int) -> bool:
+def may_submit_on(user: User, dataset_id: int) -> bool:
     """Whether ``user`` may submit on the dataset: staff, or no open round, or one joined."""
-    if getattr(user, "is_staff", False):
+    if user.is_staff:
         return True
     rounds = open_rounds(dataset_id)
     return not rounds.exists() or rounds.filter(participants__pk=user.pk).exists()
