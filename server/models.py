@@ -1,9 +1,10 @@
 """The reference job server's data: groups, datasets and their points, rounds, jobs, pictures.
 
-The shapes follow the protocol: a point stores its feature values as a JSON dict and its
-label separately, so the wire dict ``{"id": pk, **values, <target>: label, "set": set}`` is
-rebuilt without guessing which key is the target. A dataset's ``version`` is recomputed by
-``refresh_version()`` whenever points change, so workers can cache points by id and version.
+The shapes follow the protocol (``docs/protocol.md``): a point stores its feature values as a
+JSON dict and its label separately, so the wire dict ``{"id": pk, **values, <target>: label,
+"set": set}`` is rebuilt without guessing which key is the target. A dataset's ``version`` is
+recomputed by ``refresh_version()`` whenever points change, so workers can cache points by id
+and version.
 Students see the version, and it covers hidden labels, so it is an HMAC keyed with the
 server's secret (see :func:`dataset_version`): a plain hash would let a student test guesses
 of the hidden labels offline.
