@@ -32,10 +32,19 @@ def make_private(data_dir: Path) -> None:
                 _chmod(Path(root) / name, PRIVATE_FILE)
 
 
-def make_private_sqlite(database: Path) -> None:
-    """Create the SQLite file ``0600`` before SQLite does (umask-free), or tighten it."""
-    fd = os.open(database, os.O_WRONLY | os.O_CREAT, PRIVATE_FILE)
-    os.close(fd)
+def make_private_sqlite(name: str | Path) -> None:
+    """Create the SQLite file ``0600`` before SQLite does (umask-free), or tighten it.
+
+    An in-memory database has no file; a file that cannot be created is left for SQLite to
+    report, as the clear ``cannot set up the database`` of every command.
+    """
+    if str(name) in ("", ":memory:") or str(name).startswith("file:"):
+        return
+    database = Path(name)
+    try:
+        os.close(os.open(database, os.O_WRONLY | os.O_CREAT, PRIVATE_FILE))
+    except OSError:
+        return
     for path in [database, *(database.with_name(database.name + s) for s in SQLITE_SIDE_FILES)]:
         if path.exists():
             _chmod(path, PRIVATE_FILE)

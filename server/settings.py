@@ -165,7 +165,7 @@ TEMPLATES = [
 
 DATABASES = _databases(DATA_DIR)
 if DATABASES["default"]["ENGINE"] == SQLITE_ENGINE:
-    make_private_sqlite(Path(DATABASES["default"]["NAME"]))
+    make_private_sqlite(DATABASES["default"]["NAME"])
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 LANGUAGE_CODE = "en-us"
