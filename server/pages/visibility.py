@@ -1,0 +1,27 @@
+"""What a user may see of a job: the protocol's own answer, never a copy of its rules.
+
+Every page that shows a job's scores, pictures or message goes through
+:func:`shown_result`, which returns exactly what ``GET jobs/<id>/result/`` answers the
+same user. Whatever the server hides from a student there (a round's validation scores
+while it is open, ...) is hidden on every page too, and a change to that rule in
+``server.wire`` reaches the pages without touching them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.models import User
+
+from server.models import Job
+from server.wire import job_result
+
+
+def shown_result(job: Job, user: User) -> dict[str, Any]:
+    """``job``'s result as the protocol shows it to ``user`` (``job.round`` preloaded)."""
+    return job_result(job, staff=user.is_staff)
+
+
+def may_see(job: Job, user: User) -> bool:
+    """Whether ``user`` may open ``job`` at all: its owner or staff, as the API decides."""
+    return user.is_staff or job.owner_id == user.pk
