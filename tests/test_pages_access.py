@@ -176,7 +176,7 @@ def test_another_students_job_page_is_refused(data: dict[str, Any]) -> None:
     assert "is not yours" in html(refused)
     assert f"{TEST['bob']:.3f}" not in html(refused)
     assert missing.status_code == 404
-    assert refused["Content-Type"].startswith("text/html")
+    assert missing["Content-Type"].startswith("text/html")
 
 
 def test_the_fleet_page_is_for_teachers_only(data: dict[str, Any]) -> None:

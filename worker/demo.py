@@ -39,6 +39,7 @@ from worker.http import normalize_url
 from worker.logs import configure_logging
 
 ADMIN = ("backend", "foobar")  # the demo's worker account, a superuser (server/demo.py)
+STUDENT = ("student", "student")  # the demo's student, who owns the demo's jobs
 SERVER_START_SECONDS = 180.0  # migrating and seeding a new database on a slow machine
 POLL_SECONDS = 0.5
 STOP_SECONDS = 30.0
@@ -366,6 +367,8 @@ def _print_pictures(results: dict[int, dict[str, Any]], run: Demo, *, keep: bool
     assert run.server is not None
     print(
         f"\nThe server keeps running at {run.url} (pid {run.server.pid}).\n"
+        f"  Open {run.url} in a browser: log in as {STUDENT[0]} / {STUDENT[1]} (a student's "
+        f"jobs, pictures, the round's leaderboard) or {ADMIN[0]} / {ADMIN[1]} (a teacher)\n"
         f"  Results and pictures in Django's admin: {run.url}admin/ "
         f"(login {ADMIN[0]} / {ADMIN[1]})\n"
         f"  Pictures on disk: {media}\n"

@@ -17,7 +17,7 @@ from server.models import Job
 from server.pages import protocol
 from server.pages.access import Refused, page, viewer
 from server.pages.forms import JobFilterForm, SubmitPageForm
-from server.pages.visibility import may_see, shown_result
+from server.pages.visibility import shown_result
 from server.views import jobs as api_jobs
 
 JOBS_PER_PAGE = 50
@@ -77,15 +77,15 @@ def _score_table(result: dict[str, Any]) -> list[tuple[str, Any, Any]]:
 @require_GET
 @page()
 def job_page(request: HttpRequest, job_id: int) -> HttpResponse:
-    """A job's scores, extra scores, message and pictures; staff also see its worker."""
-    user = viewer(request)
-    expire_leases()
-    job = Job.objects.select_related("dataset", "round", "owner").filter(pk=job_id).first()
-    if job is None:
-        raise Refused(404, f"there is no job {job_id}")
-    if not may_see(job, user):
-        raise Refused(403, f"job {job_id} is not yours: only its owner or a teacher may see it")
-    result = shown_result(job, user)
+    """A job's scores, extra scores, message and pictures; staff also see its worker.
+
+    The result and the refusals are ``jobs/<id>/result/``'s own answers to this user.
+    """
+    try:
+        result = protocol.call(api_jobs.result, request, job_id)
+    except protocol.ProtocolRefusal as refusal:
+        raise Refused(refusal.status, refusal.sentence) from None
+    job = Job.objects.select_related("dataset", "round", "owner").get(pk=job_id)
     context = {
         "job": job,
         "result": result,

@@ -1,10 +1,10 @@
 """What a user may see of a job: the protocol's own answer, never a copy of its rules.
 
-Every page that shows a job's scores, pictures or message goes through
+Pages that list jobs (the jobs list, a round's leaderboard) go through
 :func:`shown_result`, which returns exactly what ``GET jobs/<id>/result/`` answers the
-same user. Whatever the server hides from a student there (a round's validation scores
-while it is open, ...) is hidden on every page too, and a change to that rule in
-``server.wire`` reaches the pages without touching them.
+same user; a job's own page asks that view itself. Whatever the server hides from a
+student there (a round's validation scores while it is open, ...) is hidden on every
+page too, and a change to that rule in ``server.wire`` reaches the pages untouched.
 """
 
 from __future__ import annotations
@@ -20,8 +20,3 @@ from server.wire import job_result
 def shown_result(job: Job, user: User) -> dict[str, Any]:
     """``job``'s result as the protocol shows it to ``user`` (``job.round`` preloaded)."""
     return job_result(job, staff=user.is_staff)
-
-
-def may_see(job: Job, user: User) -> bool:
-    """Whether ``user`` may open ``job`` at all: its owner or staff, as the API decides."""
-    return user.is_staff or job.owner_id == user.pk
