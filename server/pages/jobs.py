@@ -17,7 +17,7 @@ from server.models import Job
 from server.pages import protocol
 from server.pages.access import Refused, page, viewer
 from server.pages.forms import JobFilterForm, SubmitPageForm
-from server.pages.visibility import shown_result
+from server.pages.results import shown_result
 from server.views import jobs as api_jobs
 
 JOBS_PER_PAGE = 50

@@ -17,7 +17,7 @@ from django.views.decorators.http import require_GET
 
 from server.models import Job, Round
 from server.pages.access import Refused, page, viewer
-from server.pages.visibility import shown_result
+from server.pages.results import shown_result
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""What a user may see of a job: the protocol's own answer, never a copy of its rules.
+"""Job results as the protocol shows them to a user: its own answer, never a copy of its rules.
 
 Pages that list jobs (the jobs list, a round's leaderboard) go through
 :func:`shown_result`, which returns exactly what ``GET jobs/<id>/result/`` answers the
