@@ -18,6 +18,7 @@ from server_helpers import png_bytes
 PASSWORD = "pages-Secret-42"
 HIDDEN = {"alice": 0.4321, "bob": 0.8764}  # validation scores while the round is open
 TEST = {"alice": 0.9012, "bob": 0.7012}
+OUTSIDE_VALIDATION = 0.1234  # alice's job on the round's dataset, outside the round
 APP_PAGES = ["/app/", "/app/jobs/new/", "/app/datasets/", "/app/groups/", "/app/fleet/"]
 
 
@@ -60,6 +61,11 @@ def _make_data() -> dict[str, Any]:
     jobs["running"] = Job.objects.create(
         owner=users["alice"], algorithm="kmeans", dataset=dataset, status="running", attempt=1,
         worker="host-b:202", claimed=now, lease_expires=now + datetime.timedelta(seconds=90),
+    )  # fmt: skip
+    jobs["outside"] = Job.objects.create(
+        owner=users["alice"], algorithm="knn", dataset=dataset, status="done", attempt=1,
+        worker="host-a:101", claimed=now, finished=now, score_test=0.5555,
+        score_validation=OUTSIDE_VALIDATION, labels_test=[0, 1], labels_validation=[1, 0],
     )  # fmt: skip
     picture = Picture(job=jobs["alice"], sha256="0" * 64)
     picture.file.save("1.png", ContentFile(png_bytes()), save=True)
@@ -159,12 +165,51 @@ def test_no_student_page_shows_a_hidden_score(data: dict[str, Any]) -> None:
             assert not [text for text in written if text in page], address
 
 
+@pytest.mark.parametrize("name", ["alice", "teacher"])
+def test_pages_show_a_validation_score_exactly_when_the_api_does(
+    data: dict[str, Any], name: str
+) -> None:
+    """For each job a user may open, job page and jobs list agree with ``jobs/<id>/result/``."""
+    browser = client(name)
+    listing = html(browser.get("/app/"))
+    for key in ("alice", "outside"):
+        job_id = _job(data, key)
+        answer = browser.get(f"/jobs/{job_id}/result/").json()
+        page = html(browser.get(f"/app/jobs/{job_id}/"))
+        validation = f"{data['jobs'][key].score_validation:.3f}"
+        shown = answer["score_validation"] is not None
+        assert (validation in page) == shown, (name, key)
+        assert (validation in listing) == shown, (name, key)
+
+
 def test_teachers_see_validation_scores_and_the_worker(data: dict[str, Any]) -> None:
     """Staff see everything of a job: validation score, worker, attempts."""
     page = html(client("teacher").get(f"/app/jobs/{_job(data, 'bob')}/"))
     assert f"{HIDDEN['bob']:.3f}" in page
     assert "host-a:101" in page
     assert "Attempts" in page
+
+
+def test_a_failed_jobs_page_gives_its_sentence(data: dict[str, Any]) -> None:
+    """A failed job's page says it failed and shows the worker's sentence."""
+    page = html(client("bob").get(f"/app/jobs/{_job(data, 'failed')}/"))
+    assert "This job failed" in page
+    assert "Unknown parameter &#x27;gamma2&#x27;" in page
+
+
+def test_no_page_carries_a_script(data: dict[str, Any]) -> None:
+    """Every page works without JavaScript: none has a script element or an inline handler."""
+    teacher = client("teacher")
+    addresses = [
+        *APP_PAGES,
+        f"/app/jobs/{_job(data, 'alice')}/",
+        f"/app/rounds/{data['round'].pk}/",
+    ]
+    pages = [html(client().get("/")), *(html(teacher.get(address)) for address in addresses)]
+    for page in pages:
+        assert "<script" not in page.lower()
+        assert " onclick=" not in page.lower()
+        assert " onload=" not in page.lower()
 
 
 def test_another_students_job_page_is_refused(data: dict[str, Any]) -> None:

@@ -2,8 +2,8 @@
 
 One demo server, one ``mlworker run --burst`` and one headless Chromium serve the whole
 module. The student ``student`` submits a job to the demo's open round through the submit
-form; a rival submits a weaker one through the API; the worker runs both. Screenshots of
-every page are saved (see ``pages_browser``) to be looked at.
+form; a rival submits a weaker one and a failing one through the API; the worker runs
+them. Screenshots of every page are saved (see ``pages_browser``) to be looked at.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ class Site:
         self.shots = shots
         self.mine = 0
         self.rivals = 0
+        self.failing = 0
 
     def open(self, address: str, shot: str | None = None) -> str:
         """Go to ``address`` (relative to the server), screenshot it; the page's text."""
@@ -92,6 +93,7 @@ def site(
         rival.join_round(round_id)
         moons = dataset_id(rival, "moons")
         site.rivals = rival.submit_job("decision_tree", moons, {"max_depth": 1}, round_id=round_id)
+        site.failing = rival.submit_job("knn", moons, {"n_neighbors": 0}, round_id=round_id)
         workdir = tmp_path_factory.mktemp("pages-worker")
         with start_worker(workdir, server.url, "--worker-id", WORKER_ID) as worker:
             assert worker.wait() == 0, worker.tail()
@@ -147,11 +149,15 @@ def test_another_students_job_page_is_refused(site: Site) -> None:
 
 
 def test_the_teachers_fleet_page_lists_the_worker(site: Site) -> None:
-    """A teacher logging in through the form sees the worker by its X-Worker name."""
+    """A teacher logging in through the form sees the worker and the failure's sentence."""
     site.log_out()
     site.log_in(WORKER_USER, WORKER_PASSWORD)
     text = site.open("/app/fleet/", "09-fleet")
     assert WORKER_ID in text
+    failure = _result(site, site.failing)
+    assert failure["status"] == "failed"
+    assert failure["message"].splitlines()[0] in text
+    site.open(f"/app/jobs/{site.failing}/", "12-failed-job-as-teacher")
     site.open("/app/", "10-all-jobs")
     site.open(f"/app/jobs/{site.rivals}/", "11-job-as-teacher")
     site.log_out()
