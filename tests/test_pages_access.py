@@ -241,6 +241,9 @@ def test_teachers_filter_every_job_students_only_their_own(data: dict[str, Any])
     assert f"/app/jobs/{_job(data, 'bob')}/" not in by_user
     snooping = html(client("alice").get("/app/", {"user": "bob"}))
     assert f"/app/jobs/{_job(data, 'bob')}/" not in snooping
+    unknown_round = html(client("teacher").get("/app/", {"round": "999999"}))
+    assert "Select a valid choice" in unknown_round
+    assert '<table class="jobs">' not in unknown_round
 
 
 def _leaderboard(response: Any) -> str:

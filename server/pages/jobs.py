@@ -24,8 +24,11 @@ JOBS_PER_PAGE = 50
 
 
 def _filtered(jobs: QuerySet[Job], form: JobFilterForm) -> QuerySet[Job]:
-    if not form.is_valid():
+    """The jobs matching the filters; none while a filter is invalid (the form says which)."""
+    if not form.is_bound:
         return jobs
+    if not form.is_valid():
+        return jobs.none()
     data = form.cleaned_data
     if data["status"]:
         jobs = jobs.filter(status=data["status"])
