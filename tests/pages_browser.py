@@ -16,6 +16,9 @@ from typing import Any
 
 import pytest
 from postgres_helpers import in_ci
+from selenium import webdriver
+from selenium.webdriver.chrome.options import Options
+from selenium.webdriver.chrome.service import Service
 
 CHROMIUM_FLAGS = (
     "--headless",
@@ -46,10 +49,6 @@ def start_chromium(profile: Path) -> Any:
             pytest.fail(f"{reason}; CI is set, so the browser tests must run")
         pytest.skip(reason)
     os.environ.setdefault("SE_OFFLINE", "true")  # Selenium Manager must never download
-    from selenium import webdriver
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
-
     options = Options()
     options.binary_location = browser
     for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={profile}"):

@@ -8,14 +8,17 @@ them. Screenshots of every page are saved (see ``pages_browser``) to be looked a
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from conftest import RunningServer
 from daemon_helpers import WORKER_PASSWORD, WORKER_USER, start_worker, worker_server
 from pages_browser import artifacts_dir, screenshot, start_chromium
+from selenium.webdriver.support.ui import Select, WebDriverWait
 from server_helpers import dataset_id
 
 from worker.api import API
@@ -25,6 +28,7 @@ pytestmark = pytest.mark.slow
 STUDENT = ("student", "student")  # the demo's student, a participant of its open round
 RIVAL = ("rival", "rival-Pw-1")
 WORKER_ID = "pages-test-worker"
+PAGE_DEADLINE = 30.0  # seconds for a page to load on a loaded machine
 
 
 class Site:
@@ -51,15 +55,23 @@ class Site:
         self.driver.find_element("id", "id_username").send_keys(username)
         self.driver.find_element("id", "id_password").send_keys(password)
         self.driver.find_element("css selector", "form button[type=submit]").click()
+        self.wait_for_path("/app/")
 
     def log_out(self) -> None:
         """The header's log-out button."""
         self.driver.find_element("css selector", "form.logout button").click()
+        self.wait_for_path("/")
+
+    def wait_for_path(self, path: str) -> None:
+        """Wait until the browser shows a page whose path is ``path`` (a form's answer)."""
+
+        def arrived(driver: Any) -> bool:
+            return bool(urlsplit(driver.current_url).path == path)
+
+        WebDriverWait(self.driver, PAGE_DEADLINE).until(arrived, f"never reached {path}")
 
 
 def _submit_through_the_form(site: Site) -> int:
-    from selenium.webdriver.support.ui import Select
-
     site.open("/app/jobs/new/")
     driver = site.driver
     driver.find_element("id", "id_algorithm").send_keys("knn")
@@ -70,9 +82,12 @@ def _submit_through_the_form(site: Site) -> int:
     Select(driver.find_element("id", "id_round")).select_by_index(1)
     screenshot(driver, site.shots, "02-submit-form")
     driver.find_element("css selector", "form.submit button[type=submit]").click()
-    address = driver.current_url
-    assert "/app/jobs/" in address, site.open(address)
-    return int(address.rstrip("/").rsplit("/", 1)[1])
+
+    def job_page(driver: Any) -> str | None:
+        found = re.fullmatch(r"/app/jobs/(\d+)/", urlsplit(driver.current_url).path)
+        return found[1] if found else None
+
+    return int(WebDriverWait(driver, PAGE_DEADLINE).until(job_page, "the job was not submitted"))
 
 
 @pytest.fixture(scope="module")
