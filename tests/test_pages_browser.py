@@ -18,6 +18,7 @@ import pytest
 from conftest import RunningServer
 from daemon_helpers import WORKER_PASSWORD, WORKER_USER, start_worker, worker_server
 from pages_browser import artifacts_dir, screenshot, start_chromium
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import Select, WebDriverWait
 from server_helpers import dataset_id
 
@@ -56,6 +57,16 @@ class Site:
         self.driver.find_element("id", "id_password").send_keys(password)
         self.driver.find_element("css selector", "form button[type=submit]").click()
         self.wait_for_path("/app/")
+
+    def log_in_by_keyboard(self, username: str, password: str) -> str:
+        """Log in with the keyboard alone: type, Tab, type, Enter; the field focused at first."""
+        self.open("/")
+        first = self.driver.switch_to.active_element
+        focused = str(first.get_attribute("id"))
+        first.send_keys(username, Keys.TAB)
+        self.driver.switch_to.active_element.send_keys(password, Keys.ENTER)
+        self.wait_for_path("/app/")
+        return focused
 
     def log_out(self) -> None:
         """The header's log-out button."""
@@ -164,9 +175,9 @@ def test_another_students_job_page_is_refused(site: Site) -> None:
 
 
 def test_the_teachers_fleet_page_lists_the_worker(site: Site) -> None:
-    """A teacher logging in through the form sees the worker and the failure's sentence."""
+    """A teacher logging in by keyboard sees the worker and the failure's sentence."""
     site.log_out()
-    site.log_in(WORKER_USER, WORKER_PASSWORD)
+    assert site.log_in_by_keyboard(WORKER_USER, WORKER_PASSWORD) == "id_username"
     text = site.open("/app/fleet/", "09-fleet")
     assert WORKER_ID in text
     failure = _result(site, site.failing)
