@@ -48,7 +48,7 @@ from worker.errors import (
     TransientError,
 )
 from worker.outbox import Claim, Outbox
-from worker.reporting import NullReporter, Reporter
+from worker.reporting import NullReporter, Reporter, ServerError
 from worker.result import Result
 
 __all__ = ["Deliverer", "DeliveryReport", "ResultAPI", "deliver_pending", "send"]
@@ -238,18 +238,18 @@ class Deliverer:
                 self._api = self._connect(self._cut.is_set)
             error = self._deliver_held(self._api)
             if error is not None:
-                self._reporter.server_error()
+                self._reporter.report(ServerError())
                 return DeliveryReport(error=error, waiting=self.waiting())
             report = deliver_pending(self._outbox, self._api, _log)
         except APIError as exc:
             _log.warning("results wait in the spool: no session", error=str(exc))
-            self._reporter.server_error()
+            self._reporter.report(ServerError())
             return None
         except Exception:  # never let the thread die: results would wait for a restart
             _log.exception("delivery pass failed")
             return None
         if report.error is not None:
-            self._reporter.server_error()
+            self._reporter.report(ServerError())
         if report.delivered or report.dropped or report.quarantined:
             _log.info(
                 "delivery pass",

@@ -32,7 +32,6 @@ import structlog
 from algorithms.dataset import Dataset
 from algorithms.errors import DatasetError
 from algorithms.run import JobResult
-from worker.api import API
 from worker.backoff import RETRY_AFTER_MAX, Backoff
 from worker.cache import DatasetCache
 from worker.config import Settings
@@ -46,12 +45,12 @@ from worker.errors import (
     PermissionDeniedError,
     TransientError,
 )
-from worker.execute import JobOutcome, JobRunner, JobSpec, JobTimings, OutcomeKind
-from worker.jobproc import last_line
+from worker.execute import JobOutcome, JobSpec, JobTimings, OutcomeKind
 from worker.lifecycle import Shutdown
 from worker.logs import job_context
-from worker.reporting import Reporter
+from worker.reporting import Heartbeat, JobFinished, Reporter, ServerError, Status
 from worker.result import Picture, Result, clip
+from worker.seams import JobServer, Runner
 
 _log = structlog.get_logger(__name__)
 
@@ -78,8 +77,8 @@ class JobLoop:
 
     settings: Settings
     worker_id: str
-    api: API
-    runner: JobRunner
+    api: JobServer
+    runner: Runner
     results: Deliverer  # spools each result (or holds it when the disk fails) and delivers it
     cache: DatasetCache
     shutdown: Shutdown
@@ -89,7 +88,7 @@ class JobLoop:
         """Claim and run jobs until a stop signal (or, with `burst`, no job is left)."""
         idle = Backoff(self.settings.poll_min, self.settings.poll_max)
         while not self.shutdown.stopping:
-            self.reporter.heartbeat()
+            self._heartbeat()
             if not self.results.writable():
                 self._status("spool full or read-only: claiming no job")
                 _log.warning("the spool cannot take a result; claiming no job until it can")
@@ -139,10 +138,11 @@ class JobLoop:
             return _refused(job_id, algorithm, "dataset", str(exc))
         except Exception as exc:  # a bug the job must not outlive: it fails, the loop goes on
             _log.exception("the job could not be prepared")
-            message = f"the worker could not prepare this job: {last_line(exc)}"
+            message = f"the worker could not prepare this job: {type(exc).__name__}: {exc}"
             return _refused(job_id, algorithm, "invalid", message)
         fetched = time.monotonic()
         self._status(f"job {job_id} {spec.algorithm} on {spec.dataset.name or details.dataset}")
+        _log.info("job started", dataset_name=spec.dataset.name)
         outcome = self.runner.run(
             spec,
             time_limit=details.time_limit,
@@ -169,7 +169,7 @@ class JobLoop:
         """Hand the result to delivery; count the job and log its end with seconds per phase."""
         self.results.put(ended.result)
         finished = time.monotonic()
-        self.reporter.job_finished(ended.algorithm, ended.kind, finished - started)
+        self.reporter.report(JobFinished(ended.algorithm, ended.kind, finished - started))
         timings = ended.timings
         _log.info(
             "job finished",
@@ -230,7 +230,7 @@ class JobLoop:
         except NotFoundError as exc:
             raise JobFailed(f"dataset {dataset_id} does not exist on the server") from exc
         except ArithmeticError as exc:  # a JSON number too large for a float64 (or a label int64)
-            raise DatasetError(last_line(exc)) from exc
+            raise DatasetError(f"{type(exc).__name__}: {exc}") from exc
         except RecursionError:
             raise JobFailed(
                 f"dataset {dataset_id} holds values nested too deeply to read"
@@ -238,11 +238,14 @@ class JobLoop:
 
     def _cancel(self) -> bool:
         """Polled by the runner during a job: keeps the heartbeat going, reports an abort."""
-        self.reporter.heartbeat()
+        self._heartbeat()
         return self.shutdown.aborting
 
+    def _heartbeat(self) -> None:
+        self.reporter.report(Heartbeat())
+
     def _server_away(self, exc: APIError) -> None:
-        self.reporter.server_error()
+        self.reporter.report(ServerError())
         self._status("server unreachable")
         wait = self.settings.poll_max
         if isinstance(exc, TransientError) and exc.retry_after:
@@ -251,12 +254,12 @@ class JobLoop:
         self._sleep(wait)
 
     def _sleep(self, seconds: float) -> None:
-        self.shutdown.sleep(seconds, self.reporter.heartbeat)
+        self.shutdown.sleep(seconds, self._heartbeat)
 
     def _status(self, text: str) -> None:
         waiting = self.results.waiting()
-        self.reporter.status(
-            f"{text}; {waiting} results waiting for the server" if waiting else text
+        self.reporter.report(
+            Status(f"{text}; {waiting} results waiting for the server" if waiting else text)
         )
 
 
