@@ -25,6 +25,8 @@ startup_jitter     5                                   random delay before the f
 request_timeout    60                                  seconds to wait for an answer
 worker_id          (none: the worker uses host:pid)    the name sent in ``X-Worker``
 metrics_port       (none: off)                         Prometheus port on 127.0.0.1
+worker_timeout     120                                 seconds a worker process may stay
+                                                       silent before the supervisor kills it
 =================  ==================================  ==============================
 
 The password comes from the first of: ``--password-file``;
@@ -106,6 +108,7 @@ class Settings:
     request_timeout: float
     worker_id: str | None
     metrics_port: int | None
+    worker_timeout: float
     config_file: Path | None
     sources: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
@@ -233,6 +236,7 @@ _SETTINGS: dict[str, tuple[Callable[[object], Any], Callable[[Mapping[str, str]]
     "request_timeout": (_at_least(_number, 0, above=True), _constant(60.0)),
     "worker_id": (_text, _constant(None)),
     "metrics_port": (_port, _constant(None)),
+    "worker_timeout": (_at_least(_number, 10), _constant(120.0)),
 }
 _TOML_ONLY = ("password", "password_file")
 
