@@ -59,8 +59,9 @@ def write_dataset(path: Path, points: int, *, seed: int = 0) -> Path:
 class BenchServer:
     """``mlworker-server run`` on a free loopback port, with an admin (worker) account."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, env: Mapping[str, str] | None = None) -> None:
         self.data_dir = data_dir
+        self.env = dict(env or {})  # e.g. DATABASE_URL, for a server on PostgreSQL
         self.url = ""
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir / "server.log"
@@ -75,7 +76,7 @@ class BenchServer:
                 [*self._command("run"), "--bind", "127.0.0.1:0"],
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env=clean_environment(),
+                env=clean_environment(self.env),
                 start_new_session=True,
             )
         self.url = wait_for(self._announced, "the server's ready line", START_DEADLINE) + "/"
@@ -107,7 +108,7 @@ class BenchServer:
             [*self._command(command), *rest],
             capture_output=True,
             text=True,
-            env=clean_environment(),
+            env=clean_environment(self.env),
             check=False,
         )
         if result.returncode != 0:
