@@ -166,14 +166,19 @@ def measure(
         database=database,
         workers=workers,
         idle_requests_per_second=len(idle) / args.idle,
-        idle_p50_ms=1000 * percentile([row[1] for row in idle], 50),
-        idle_p99_ms=1000 * percentile([row[1] for row in idle], 99),
+        idle_p50_ms=_ms_percentile(idle, 50),
+        idle_p99_ms=_ms_percentile(idle, 99),
         claims=len(claims),
         claims_per_second=(len(claims) - 1) / span,
-        claim_p50_ms=1000 * percentile([row[1] for row in busy], 50),
-        claim_p99_ms=1000 * percentile([row[1] for row in busy], 99),
+        claim_p50_ms=_ms_percentile(busy, 50),
+        claim_p99_ms=_ms_percentile(busy, 99),
         errors=sum(1 for row in idle + busy if row[2] == 0 or row[2] >= 500),
     )
+
+
+def _ms_percentile(rows: list[tuple[float, float, int, bool]], q: float) -> float:
+    """The latency percentile in ms; NaN when no request of the phase was answered in it."""
+    return 1000 * percentile([row[1] for row in rows], q) if rows else float("nan")
 
 
 def _claimed(calls: Calls, since: float) -> int:
