@@ -210,7 +210,7 @@ class RunningServer:
     def import_dataset(self, csv: Path, name: str, task: str, *extra: str) -> int:
         """``mlworker-server import-dataset CSV --name NAME --task TASK EXTRA...``; the id."""
         result = self.cli("import-dataset", str(csv), "--name", name, "--task", task, *extra)
-        return int(result.stdout.strip())
+        return int(result.stdout.split()[2])  # "imported dataset ID ..."
 
     def shell(self, code: str) -> str:
         """Run Python with the server's settings (``manage shell -c``); its output."""

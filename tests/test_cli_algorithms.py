@@ -72,4 +72,4 @@ def test_a_command_is_required(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as caught:
         main([])
     assert caught.value.code == 2
-    assert "usage: mlworker [-h] COMMAND" in capsys.readouterr().err
+    assert "usage: mlworker [-h] [--version] COMMAND" in capsys.readouterr().err

@@ -236,7 +236,11 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
         help_text = setting.describe().replace("%", "%%")
         group.add_argument(setting.flag, dest=dest, metavar=setting.metavar, help=help_text)
     group.add_argument(
-        "-v", dest="log_level", action="store_const", const="debug", help="--log-level debug"
+        "-v",
+        dest="log_level",
+        action="store_const",
+        const="debug",
+        help="the same as --log-level debug",
     )
 
 

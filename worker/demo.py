@@ -3,11 +3,12 @@
 It starts the reference server with its demo data (``mlworker-server run --demo``) on a
 free loopback port, with its database in a temporary directory. The server is a separate
 process, started by its console script: the worker package never imports ``server``.
-Then ``mlworker run --burst --processes N`` works through the demo's jobs while a progress
-bar follows them through the protocol, as the demo's admin account; a table of the
-results follows, and where the pictures are. Everything stops and the temporary
-directory goes at the end, on Ctrl-C or SIGTERM too. ``--keep`` leaves the server
-running, so that a person can browse the results and pictures in Django's admin.
+Then ``mlworker run --burst --processes N`` works through the demo's jobs while progress
+lines follow them: results landed, from the server; jobs running, from the workers' log
+(``worker.demo_progress``). A table of the results follows as soon as the last lands.
+Everything stops and the temporary directory goes at the end, on Ctrl-C or SIGTERM too.
+``--keep`` leaves the server running, so that a person can browse the results and
+pictures in Django's admin.
 
 The protocol has no job listing. The demo's database is new, so its jobs are the ids
 from 1 up to the first one the server does not know.
@@ -34,6 +35,7 @@ from typing import IO, Any
 import requests
 
 from worker.api import API
+from worker.demo_progress import Progress, WorkerEvents
 from worker.errors import APIError, NotFoundError
 from worker.http import normalize_url
 from worker.logs import configure_logging
@@ -42,7 +44,6 @@ ADMIN = ("backend", "foobar")  # the demo's worker account, a superuser (server/
 SERVER_START_SECONDS = 180.0  # migrating and seeding a new database on a slow machine
 POLL_SECONDS = 0.5
 STOP_SECONDS = 30.0
-BAR_WIDTH = 30
 EX_INTERRUPTED = 130  # as a shell reports a Ctrl-C
 MESSAGE_WIDTH = 60
 SERVER_EXTRA_HINT = (
@@ -163,10 +164,11 @@ def demo(args: argparse.Namespace) -> int:
         results = _follow(api, jobs, run)
         _print_table(results, api.get_datasets())
         keep = args.keep
-        _print_pictures(results, run, keep=keep)
         failed = [job for job, result in results.items() if result["status"] != "done"]
         if failed:
             print(f"{len(failed)} demo jobs failed: see their messages above.", file=sys.stderr)
+        _print_pictures(results, run, keep=keep)
+        _wait_exit(run.workers, STOP_SECONDS)  # the burst ends once nothing is left
         return 1 if failed else 0
     except DemoError as exc:
         print(f"mlworker demo: {exc}", file=sys.stderr)
@@ -238,17 +240,19 @@ def _demo_jobs(api: API) -> list[int]:
 def _follow(api: API, jobs: list[int], run: Demo) -> dict[int, dict[str, Any]]:
     """Poll the jobs, drawing progress, until every one is done or failed; their results."""
     assert run.workers is not None
-    bar = Progress(len(jobs), sys.stdout)
+    bar = Progress(len(jobs), run.processes, sys.stdout)
+    workers = WorkerEvents(run.directory / "worker.log")
     results: dict[int, dict[str, Any]] = {}
+    landed: set[int] = set()
     while True:
-        for job in jobs:
-            if job not in results or results[job]["status"] not in ("done", "failed"):
-                results[job] = api.get_job_result(job)
-        statuses = [result["status"] for result in results.values()]
-        bar.show(sum(s in ("done", "failed") for s in statuses), statuses.count("running"))
-        if all(s in ("done", "failed") for s in statuses):
+        for job in set(jobs) - landed:
+            results[job] = api.get_job_result(job)
+            if results[job]["status"] in ("done", "failed"):
+                landed.add(job)
+        workers.update()
+        bar.show(landed, workers)
+        if len(landed) == len(jobs):
             bar.close()
-            _wait_exit(run.workers, STOP_SECONDS)  # the burst ends once nothing is left
             return results
         if run.workers.poll() is not None:
             bar.close()
@@ -259,40 +263,11 @@ def _follow(api: API, jobs: list[int], run: Demo) -> dict[int, dict[str, Any]]:
         time.sleep(POLL_SECONDS)
 
 
-class Progress:
-    """A progress bar redrawn in place on a terminal; a line per change elsewhere."""
-
-    def __init__(self, total: int, stream: IO[str]) -> None:
-        self.total = total
-        self.stream = stream
-        self.tty = stream.isatty()
-        self.started = time.monotonic()
-        self.last: tuple[int, int] | None = None
-
-    def show(self, finished: int, running: int) -> None:
-        """Draw the bar for ``finished`` of ``total`` jobs, ``running`` in progress."""
-        elapsed = time.monotonic() - self.started
-        text = f"{finished}/{self.total} jobs finished, {running} running ({elapsed:.0f} s)"
-        if self.tty:
-            filled = BAR_WIDTH * finished // self.total
-            bar = "#" * filled + "-" * (BAR_WIDTH - filled)
-            self.stream.write(f"\r[{bar}] {text}  ")
-        elif (finished, running) != self.last:
-            self.stream.write(text + "\n")
-        self.last = (finished, running)
-        self.stream.flush()
-
-    def close(self) -> None:
-        """End the bar's line."""
-        if self.tty:
-            self.stream.write("\n")
-            self.stream.flush()
-
-
-def _wait_exit(process: subprocess.Popen[bytes], seconds: float) -> None:
+def _wait_exit(process: subprocess.Popen[bytes] | None, seconds: float) -> None:
     # Every result is on the server already; one still running past this is stopped later.
     with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=seconds)
+        if process is not None:
+            process.wait(timeout=seconds)
 
 
 def _stop(process: subprocess.Popen[bytes], *signals: signal.Signals) -> None:
@@ -356,8 +331,8 @@ def _print_pictures(results: dict[int, dict[str, Any]], run: Demo, *, keep: bool
     media = run.directory / "server" / "media"
     if not keep:
         print(
-            f"{len(pictures)} pictures were drawn, in {media} (removed now with the demo's "
-            "directory: `mlworker demo --keep` keeps the server to browse them)."
+            f"{len(pictures)} pictures were drawn. The demo's server and files go now; "
+            "to browse the results and pictures, run: mlworker demo --keep"
         )
         return
     print(f"{len(pictures)} pictures (log in first, as below):")
@@ -373,4 +348,4 @@ def _print_pictures(results: dict[int, dict[str, Any]], run: Demo, *, keep: bool
     )
 
 
-__all__ = ["Demo", "Progress", "add_demo", "demo"]
+__all__ = ["Demo", "add_demo", "demo"]

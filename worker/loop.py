@@ -116,6 +116,7 @@ class JobLoop:
             fetched = time.monotonic()
             dataset_name = spec.dataset.name or details.get("dataset")
             self._status(f"job {job_id} {spec.algorithm} on {dataset_name}")
+            _log.info("job started", dataset_name=spec.dataset.name)
             outcome = self.runner.run(
                 spec,
                 time_limit=_time_limit(details, self.settings.time_limit),
