@@ -46,7 +46,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # postgres_helpers
 
-from common import BenchServer, machine, percentile, write_dataset
+from common import BenchServer, machine, percentile, process_tree, write_dataset
 from postgres_helpers import PostgresCluster, find_bin_dir
 
 from worker.backoff import Backoff
@@ -90,6 +90,8 @@ class Level:
     claim_p50_ms: float
     claim_p99_ms: float
     errors: int  # 5xx answers, and requests that got no answer
+    cpu_ms_per_idle_poll: float  # the server's CPU (and the database's) per idle poll
+    cpu_ms_per_claim: float  # the same per request of the backlog phase
 
 
 class Fleet:
@@ -141,24 +143,25 @@ class Fleet:
         session.close()
 
 
-def measure(
-    server: BenchServer, dataset: int, database: str, workers: int, args: argparse.Namespace
-) -> Level:
-    """One fleet size: an idle phase, then a backlog of jobs on ``dataset`` drained by the fleet."""
+def measure(served: Served, database: str, workers: int, args: argparse.Namespace) -> Level:
+    """One fleet size: an idle phase, then a backlog of jobs drained by the fleet."""
+    server, dataset = served.server, served.dataset
     api = server.api()
     cookies = api._transport.session.cookies  # one login shared by the whole fleet
     with Fleet(server.url, cookies, workers) as fleet:
         warm = fleet.settings.startup_jitter + fleet.settings.poll_max  # every worker polls
         time.sleep(warm)
-        idle_start = time.monotonic()
+        idle_start, cpu_start = time.monotonic(), served.cpu()
         time.sleep(args.idle)
         idle = fleet.calls.between(idle_start, time.monotonic())
-        inserted = time.monotonic()
+        idle_cpu = served.cpu() - cpu_start
+        inserted, cpu_start = time.monotonic(), served.cpu()
         server.cli("manage", "shell", "--no-imports", "-c", _BACKLOG.format(args.backlog, dataset))
         deadline = inserted + args.claim_limit
         while time.monotonic() < deadline and _claimed(fleet.calls, inserted) < args.backlog:
             time.sleep(0.2)
         busy = fleet.calls.between(inserted, time.monotonic())
+        busy_cpu = served.cpu() - cpu_start
     server.cli("manage", "shell", "--no-imports", "-c", _CLEAR)
     claims = sorted(start + seconds for start, seconds, _, claimed in busy if claimed)
     span = claims[-1] - claims[0] if len(claims) > 1 else float("nan")
@@ -173,6 +176,8 @@ def measure(
         claim_p50_ms=_ms_percentile(busy, 50),
         claim_p99_ms=_ms_percentile(busy, 99),
         errors=sum(1 for row in idle + busy if row[2] == 0 or row[2] >= 500),
+        cpu_ms_per_idle_poll=1000 * idle_cpu / len(idle) if idle else float("nan"),
+        cpu_ms_per_claim=1000 * busy_cpu / len(busy) if busy else float("nan"),
     )
 
 
@@ -194,8 +199,22 @@ _BACKLOG = (
 _CLEAR = "from server.models import Job; Job.objects.all().delete()"
 
 
+@dataclass(frozen=True)
+class Served:
+    """A running server, its dataset, and the processes whose CPU it costs."""
+
+    server: BenchServer
+    dataset: int
+    database_pid: int | None  # PostgreSQL's postmaster: its backends do the queries
+
+    def cpu(self) -> float:
+        """User + system seconds of the server's processes and the database's, so far."""
+        roots = [self.server.pids()[0], *([self.database_pid] if self.database_pid else [])]
+        return sum(stat.cpu + stat.children_cpu for root in roots for stat in process_tree(root))
+
+
 @contextmanager
-def database_server(database: str, root: Path) -> Iterator[tuple[BenchServer, int]]:
+def database_server(database: str, root: Path) -> Iterator[Served]:
     """A server and its one small dataset, on SQLite or on a throw-away PostgreSQL cluster."""
     env: dict[str, str] = {}
     cluster = None
@@ -209,7 +228,12 @@ def database_server(database: str, root: Path) -> Iterator[tuple[BenchServer, in
     try:
         with BenchServer(root / database, env=env) as server:
             csv = write_dataset(root / f"{database}.csv", 100)
-            yield server, server.import_dataset(csv, "bench", "classification")
+            dataset = server.import_dataset(csv, "bench", "classification")
+            postmaster = None
+            if cluster is not None:
+                pid_file = cluster.data_dir / "postmaster.pid"
+                postmaster = int(pid_file.read_text().split()[0])
+            yield Served(server, dataset, postmaster)
     finally:
         if cluster is not None:
             cluster.stop()
@@ -224,14 +248,16 @@ def report(levels: Sequence[Level], args: argparse.Namespace) -> str:
         f"server: mlworker-server run (gunicorn gthread, {args.server_config})",
         "",
         f"{'database':9} {'workers':>7} | {'idle req/s':>10} {'p50':>8} {'p99':>8} | "
-        f"{'claims/s':>8} {'p50':>8} {'p99':>8} | {'errors':>6}",
+        f"{'claims/s':>8} {'p50':>8} {'p99':>8} | {'errors':>6} | "
+        f"{'CPU/poll':>8} {'CPU/claim':>9}",
     ]
     for level in levels:
         lines.append(
             f"{level.database:9} {level.workers:>7} | {level.idle_requests_per_second:>10.1f} "
             f"{level.idle_p50_ms:>6.1f}ms {level.idle_p99_ms:>6.1f}ms | "
             f"{level.claims_per_second:>8.1f} {level.claim_p50_ms:>6.1f}ms "
-            f"{level.claim_p99_ms:>6.1f}ms | {level.errors:>6}"
+            f"{level.claim_p99_ms:>6.1f}ms | {level.errors:>6} | "
+            f"{level.cpu_ms_per_idle_poll:>6.1f}ms {level.cpu_ms_per_claim:>7.1f}ms"
         )
     return "\n".join(lines)
 
@@ -270,10 +296,11 @@ def main() -> int:
         for database in args.databases.split(","):
             if database not in ("sqlite", "postgres"):
                 parser.error(f"unknown database {database!r}: sqlite or postgres")
-            with database_server(database, Path(tmp)) as (server, dataset):
-                args.server_config = f"{len(server.pids()) - 1} worker processes x 4 threads"
+            with database_server(database, Path(tmp)) as served:
+                processes = len(served.server.pids()) - 1
+                args.server_config = f"{processes} worker processes x 4 threads"
                 for workers in args.workers:
-                    levels.append(measure(server, dataset, database, workers, args))
+                    levels.append(measure(served, database, workers, args))
                     print(report(levels[-1:], args).splitlines()[-1], flush=True)
     print(report(levels, args))
     if args.json:
