@@ -118,7 +118,8 @@ class BenchServer:
     def import_dataset(self, csv: Path, name: str, task: str) -> int:
         """Import ``csv`` with a seeded random 0.6/0.2/0.2 split; the dataset id."""
         seed = ("--seed", "0")
-        return int(self.cli("import-dataset", str(csv), "--name", name, "--task", task, *seed))
+        output = self.cli("import-dataset", str(csv), "--name", name, "--task", task, *seed)
+        return int(output.split()[2])  # "imported dataset ID ..."
 
     def pids(self) -> list[int]:
         """The server's processes now: gunicorn's arbiter and its workers."""
