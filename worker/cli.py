@@ -112,7 +112,7 @@ def _algorithms(args: argparse.Namespace) -> int:
     """Print the registry; report skipped plugins on stderr (listing still succeeds)."""
     # Imported here, not at the top: numpy must not load before `mlworker run` has
     # set the BLAS/OpenMP thread variables (see worker.commands).
-    from algorithms.registry import default_registry
+    from algorithms.catalog import default_registry
 
     # The skipped plugins are printed below; the registry's log warnings would repeat them.
     configure_logging(level=logging.ERROR)

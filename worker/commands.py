@@ -103,7 +103,7 @@ def check(args: argparse.Namespace) -> int:
     if settings is None:
         return os.EX_CONFIG
     _configure_logging(settings, warn=False)
-    from algorithms.registry import default_registry
+    from algorithms.catalog import default_registry
     from worker.api import API
 
     print(f"configuration: ok ({settings.config_file or 'no file'})")

@@ -1,8 +1,8 @@
 """`mlworker demo`: the whole system on one machine in one command (what `make demo` runs).
 
 It starts the reference server with its demo data (``mlworker-server run --demo``) on a
-free loopback port, with its database in a temporary directory. The server is a separate
-process, started by its console script: the worker package never imports ``server``.
+free loopback port, with its database in a temporary directory, as the tests and the
+benchmarks do (``worker.reference_server``): the worker package never imports ``server``.
 Then ``mlworker run --burst --processes N`` works through the demo's jobs while progress
 lines follow them: results landed, from the server; jobs running, from the workers' log
 (``worker.demo_progress``). A table of the results follows as soon as the last lands.
@@ -23,7 +23,6 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,15 +31,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-import requests
-
 from worker.api import API
+from worker.defaults import DEFAULT_PASSWORD, DEFAULT_USERNAME
 from worker.demo_progress import Progress, WorkerEvents
 from worker.errors import APIError, NotFoundError
 from worker.http import normalize_url
 from worker.logs import configure_logging
+from worker.reference_server import (
+    ReferenceServer,
+    ServerProcessError,
+    clean_environment,
+    console_script,
+)
 
-ADMIN = ("backend", "foobar")  # the demo's worker account, a superuser (server/demo.py)
+ADMIN = (DEFAULT_USERNAME, DEFAULT_PASSWORD)  # the demo's worker account, a superuser
+STUDENT = ("student", "student")  # the demo's student, who owns the demo's jobs
 SERVER_START_SECONDS = 180.0  # migrating and seeding a new database on a slow machine
 POLL_SECONDS = 0.5
 STOP_SECONDS = 30.0
@@ -86,28 +91,30 @@ class Demo:
     """The demo's temporary directory and the processes it started there."""
 
     directory: Path
-    port: int
     processes: int
-    server: subprocess.Popen[bytes] | None = None
     workers: subprocess.Popen[bytes] | None = None
     logs: list[IO[bytes]] = field(default_factory=list)
+    server: ReferenceServer = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.server = ReferenceServer(
+            self.directory / "server",
+            demo=True,
+            start_deadline=SERVER_START_SECONDS,
+            stop_deadline=STOP_SECONDS,
+        )
 
     @property
     def url(self) -> str:
         """The server's base URL."""
-        return f"http://127.0.0.1:{self.port}/"
+        return self.server.url
 
     def start_server(self) -> None:
         """``mlworker-server run --demo`` in its own session, so Ctrl-C reaches only us."""
-        command = [_script("mlworker-server"), "run", "--demo", "--bind", f"127.0.0.1:{self.port}"]
-        self.server = self._start(
-            [*command, "--data-dir", str(self.directory / "server")], "server"
-        )
-        deadline = time.monotonic() + SERVER_START_SECONDS
-        while not _answers(self.url + "login/"):
-            if self.server.poll() is not None or time.monotonic() > deadline:
-                raise DemoError(f"the server did not start:\n{self.tail('server')}")
-            time.sleep(0.2)
+        try:
+            self.server.start()
+        except ServerProcessError:
+            raise DemoError(f"the server did not start:\n{self.tail('server')}") from None
 
     def start_workers(self) -> None:
         """``mlworker run --burst`` with a configuration of its own (spool and cache here)."""
@@ -125,13 +132,13 @@ class Demo:
         log = (self.directory / f"{name}.log").open("ab")
         self.logs.append(log)
         return subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, env=_environment(),
+            command, stdout=log, stderr=subprocess.STDOUT, env=clean_environment(),
             start_new_session=True,
         )  # fmt: skip
 
     def tail(self, name: str, lines: int = 15) -> str:
         """The last lines of the server's or the workers' log."""
-        path = self.directory / f"{name}.log"
+        path = self.server.log_path if name == "server" else self.directory / f"{name}.log"
         text = path.read_text(errors="replace") if path.exists() else ""
         return "\n".join(text.splitlines()[-lines:])
 
@@ -140,8 +147,7 @@ class Demo:
         if self.workers is not None:
             _stop(self.workers, signal.SIGTERM, signal.SIGINT)  # both stages: abort
         if not keep_server:
-            if self.server is not None:
-                _stop(self.server, signal.SIGTERM)
+            self.server.stop()
             for log in self.logs:
                 log.close()
             shutil.rmtree(self.directory, ignore_errors=True)
@@ -151,7 +157,7 @@ def demo(args: argparse.Namespace) -> int:
     """`mlworker demo`: 0 once every demo job is done and succeeded."""
     configure_logging("console", level=logging.WARNING)
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop like Ctrl-C, cleaning up
-    run = Demo(Path(tempfile.mkdtemp(prefix="mlworker-demo-")), _free_port(), args.processes)
+    run = Demo(Path(tempfile.mkdtemp(prefix="mlworker-demo-")), args.processes)
     keep = False
     try:
         _check_server_installed()
@@ -195,33 +201,11 @@ def _check_server_installed() -> None:
 
 def _script(name: str) -> str:
     """A console script of this installation: next to this Python, else on PATH."""
-    beside = Path(sys.executable).parent / name
-    if beside.exists():
-        return str(beside)
-    found = shutil.which(name)
-    if found is None:
-        hint = SERVER_EXTRA_HINT if name == "mlworker-server" else "reinstall mlworker"
-        raise DemoError(f"the {name} command is not installed: {hint}")
-    return found
-
-
-def _environment() -> dict[str, str]:
-    """Ours, without settings that would override the demo's (MLWORKER_*, systemd's)."""
-    dropped = ("MLWORKER_", "NOTIFY_SOCKET", "WATCHDOG_", "CREDENTIALS_DIRECTORY", "DATABASE_URL")
-    return {key: value for key, value in os.environ.items() if not key.startswith(dropped)}
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _answers(url: str) -> bool:
     try:
-        return requests.get(url, timeout=2).status_code == 200
-    except requests.RequestException:
-        return False
+        return console_script(name)
+    except FileNotFoundError as exc:
+        hint = SERVER_EXTRA_HINT if name == "mlworker-server" else "reinstall mlworker"
+        raise DemoError(f"{exc}: {hint}") from None
 
 
 def _demo_jobs(api: API) -> list[int]:
@@ -338,13 +322,16 @@ def _print_pictures(results: dict[int, dict[str, Any]], run: Demo, *, keep: bool
     print(f"{len(pictures)} pictures (log in first, as below):")
     for job, path in pictures:
         print(f"  job {job}: {normalize_url(run.url, path)}")
-    assert run.server is not None
+    assert run.server.process is not None
+    pid = run.server.process.pid
     print(
-        f"\nThe server keeps running at {run.url} (pid {run.server.pid}).\n"
+        f"\nThe server keeps running at {run.url} (pid {pid}).\n"
+        f"  Open {run.url} in a browser: log in as {STUDENT[0]} / {STUDENT[1]} (a student's "
+        f"jobs, pictures, the round's leaderboard) or {ADMIN[0]} / {ADMIN[1]} (a teacher)\n"
         f"  Results and pictures in Django's admin: {run.url}admin/ "
         f"(login {ADMIN[0]} / {ADMIN[1]})\n"
         f"  Pictures on disk: {media}\n"
-        f"  Stop it and remove its data: kill {run.server.pid}; rm -r {run.directory}"
+        f"  Stop it and remove its data: kill {pid}; rm -r {run.directory}"
     )
 
 
