@@ -32,7 +32,9 @@ from worker.sdnotify import Notifier
 from worker.supervisor import Slot, Supervisor, silent
 
 LEASE = 20  # seconds: the time limit of the hung worker's job (no lease grace)
-BOUND = 10  # seconds: --worker-timeout, the least it allows
+# seconds: --worker-timeout. Not the least allowed (10): on a loaded machine a healthy
+# worker waiting for its next job process can be silent for 10 s.
+BOUND = 30
 STARTUP = 120.0  # seconds for two workers to start their job runners on a loaded machine
 FAST = ("--request-timeout", "5", "--poll-max", "1", "--worker-timeout", str(BOUND))
 
