@@ -67,7 +67,7 @@ def _database_from_url(url: str) -> dict[str, Any]:
     The messages never repeat the URL: it may hold a password.
     """
     try:
-        database = dict(dj_database_url.parse(url, conn_max_age=60, conn_health_checks=True))
+        database = dict(dj_database_url.parse(url, conn_max_age=0))
     except ValueError as error:  # an unknown scheme
         scheme = url.partition("://")[0] if "://" in url else "(none)"
         raise ImproperlyConfigured(
@@ -89,7 +89,7 @@ def _databases(data_dir: Path) -> dict[str, dict[str, Any]]:
     if url:
         database = _database_from_url(url)
     else:
-        database = {"ENGINE": SQLITE_ENGINE, "NAME": data_dir / "db.sqlite3", "CONN_MAX_AGE": 60}
+        database = {"ENGINE": SQLITE_ENGINE, "NAME": data_dir / "db.sqlite3"}
     if database["ENGINE"] == SQLITE_ENGINE:  # also for a sqlite:// DATABASE_URL
         database["OPTIONS"] = {**SQLITE_OPTIONS, **database.get("OPTIONS", {})}
     return {"default": database}
@@ -125,6 +125,10 @@ MIDDLEWARE = [
 
 ROOT_URLCONF = "server.urls"
 WSGI_APPLICATION = "server.wsgi.application"
+# Served as ASGI (server/asgi.py): sync views run in a thread per request, so a database
+# connection lives for one request (CONN_MAX_AGE 0, Django's advice under ASGI); long polls
+# share one connection per process (server/wakeup.py).
+ASGI_APPLICATION = "server.asgi.application"
 CSRF_FAILURE_VIEW = "server.views.errors.csrf_failure"
 
 TEMPLATES = [
@@ -172,6 +176,9 @@ JOB_DEFAULT_TIME_LIMIT = 300
 JOB_MAX_TIME_LIMIT = 7 * 24 * 3600
 JOB_MAX_ATTEMPTS = 3
 JOB_LEASE_GRACE = int(os.environ.get("MLWORKER_SERVER_LEASE_GRACE") or 60)
+# Long polls: the most seconds a `jobs/request/` may be held (keep it under a proxy's
+# read timeout, see docs/deploy.md).
+LONG_POLL_MAX = int(os.environ.get("MLWORKER_SERVER_LONG_POLL_MAX") or 60)
 
 LOGGING = {
     "version": 1,

@@ -9,9 +9,11 @@ tree (``worker/errors.py``). Reference and examples: ``docs/client-api.md``.
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,9 @@ import structlog
 from worker.errors import APIError, AuthenticationError, ConflictError, InvalidInputError
 from worker.http import Timeout, Transport, encode_form, json_body, login_refusal, normalize_url
 
-__all__ = ["API", "normalize_url"]
+__all__ = ["API", "Claim", "normalize_url"]
+
+LONG_POLL_HEADER = "X-Long-Poll"
 
 log = structlog.get_logger()
 
@@ -273,18 +277,49 @@ class API:
         """
         return self._get(f"jobs/{job_id}/result/")
 
-    def request_job(self) -> int | None:
+    def request_job(self, wait: float | None = None) -> int | None:
         """Claim the oldest pending job (admin): ``POST jobs/request/``.
 
         The claim is a lease: a job not updated within its time limit plus the
         server's grace goes back to pending. Sends ``X-Worker: <worker_id>``.
 
+        Args:
+            wait: ask the server to hold the request up to this many seconds
+                until a job comes (a long poll); a server that does not hold
+                claims answers at once. See :meth:`claim_job`.
+
         Returns:
             The claimed job's id, or ``None`` when no job is pending.
 
         """
+        return self.claim_job(wait).job
+
+    def claim_job(self, wait: float | None = None) -> Claim:
+        """Claim a job like :meth:`request_job`, saying whether the server held the request.
+
+        With ``wait``, the read timeout of this one call is ``wait`` plus the
+        client's own read timeout, so a held request is not mistaken for a
+        dead one.
+
+        Returns:
+            A :class:`Claim`: the job id (or ``None``) and the seconds the
+            server granted to hold the request (``None`` from a server that
+            does not hold claims).
+        """
         worker = self.worker_id or f"{socket.gethostname()}:{os.getpid()}"
-        return _job_id(self._post("jobs/request/", headers={"X-Worker": worker}))
+        fields = {} if wait is None else {"wait": round(wait, 3)}
+        response = self._send(
+            "POST",
+            "jobs/request/",
+            data=encode_form(fields),
+            headers={"X-Worker": worker},
+            timeout=None if wait is None else self._long_poll_timeout(wait),
+        )
+        return Claim(_job_id(json_body(response, dict)), _granted(response))
+
+    def _long_poll_timeout(self, wait: float) -> tuple[float, float]:
+        connect, read = _pair(self._transport.timeout)
+        return connect, wait + read
 
     def get_job_details(self, job_id: int) -> dict[str, Any]:
         """Fetch what a worker needs to run a job (admin): ``GET jobs/<id>/``.
@@ -440,6 +475,28 @@ class API:
                 response.status_code,
             )
         self._may_login_again = True
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The answer to a claim: the job (or ``None``) and the wait the server granted."""
+
+    job: int | None
+    held: float | None  # seconds the server may hold a claim; None: it answers at once
+
+
+def _granted(response: requests.Response) -> float | None:
+    """The ``X-Long-Poll`` header: seconds the server granted, or None when it holds nothing."""
+    value = response.headers.get(LONG_POLL_HEADER)
+    try:
+        held = float(value) if value is not None else None
+    except ValueError:
+        return None
+    return held if held is not None and math.isfinite(held) and held > 0 else None
+
+
+def _pair(timeout: Timeout) -> tuple[float, float]:
+    return timeout if isinstance(timeout, tuple) else (timeout, timeout)
 
 
 def _int_keys(answer: dict[str, Any]) -> dict[int, Any]:

@@ -20,6 +20,7 @@ time_limit         600                                 seconds per job unless th
 memory_limit       2G                                  bytes, or K/M/G/T (powers of 1024);
                                                        0 or "none": no limit
 poll_min/poll_max  1 / 30                              idle backoff bounds, seconds
+long_poll          30                                  s a claim may wait on the server; 0: off
 log_format         auto                                auto, json or console
 startup_jitter     5                                   random delay before the first poll, s
 request_timeout    60                                  seconds to wait for an answer
@@ -101,6 +102,7 @@ class Settings:
     memory_limit: int | None
     poll_min: float
     poll_max: float
+    long_poll: float
     log_format: str
     startup_jitter: float
     request_timeout: float
@@ -228,6 +230,7 @@ _SETTINGS: dict[str, tuple[Callable[[object], Any], Callable[[Mapping[str, str]]
     "memory_limit": (_size, _constant(2 * 1024**3)),
     "poll_min": (_at_least(_number, 0, above=True), _constant(1.0)),
     "poll_max": (_at_least(_number, 0, above=True), _constant(30.0)),
+    "long_poll": (_at_least(_number, 0), _constant(30.0)),
     "log_format": (_log_format, _constant("auto")),
     "startup_jitter": (_at_least(_number, 0), _constant(5.0)),
     "request_timeout": (_at_least(_number, 0, above=True), _constant(60.0)),

@@ -310,6 +310,7 @@ class Transport:
         files: Mapping[str, tuple[str, bytes, str]] | None = None,
         headers: Mapping[str, str] | None = None,
         check: bool = True,
+        timeout: Timeout | None = None,
     ) -> requests.Response:
         """Send one call, retrying transient failures for up to ``retry_for`` seconds.
 
@@ -321,6 +322,8 @@ class Transport:
             headers: extra headers.
             check: raise the typed error of any unsuccessful answer; when False,
                 only transient answers raise and the rest are returned (login).
+            timeout: this call's ``(connect, read)`` seconds instead of the client's
+                (a long poll reads for as long as the server may hold it, plus a margin).
 
         Raises:
             TransientError: still failing when ``retry_for`` ran out.
@@ -333,7 +336,8 @@ class Transport:
             before_sleep=_log_retry,
             reraise=True,
         )
-        return retrying(self._send_once, method, path, data, files, headers or {}, check)
+        call = (method, path, data, files, headers or {}, check, timeout or self.timeout)
+        return retrying(self._send_once, *call)
 
     def close(self) -> None:
         """Close the pooled connections."""
@@ -347,11 +351,14 @@ class Transport:
         files: Mapping[str, tuple[str, bytes, str]] | None,
         headers: Mapping[str, str],
         check: bool,
+        timeout: Timeout,
     ) -> requests.Response:
         all_headers = dict(headers)
         if method == "POST":
             all_headers.update(post_headers(self.host, self._ensure_csrf_token()))
-        response = self._http(method, path, data=data, files=files, headers=all_headers)
+        response = self._http(
+            method, path, data=data, files=files, headers=all_headers, timeout=timeout
+        )
         if response.status_code < 300:
             return response
         error = error_for(response)
@@ -379,10 +386,9 @@ class Transport:
         """One HTTP exchange; the only place ``requests`` exceptions are caught."""
         url = self.url(path)
         call = _call(method, url)
+        kwargs.setdefault("timeout", self.timeout)
         try:
-            return self.session.request(
-                method, url, timeout=self.timeout, allow_redirects=False, **kwargs
-            )
+            return self.session.request(method, url, allow_redirects=False, **kwargs)
         except requests.exceptions.SSLError as exc:
             raise APIError(f"{call} failed: TLS error: {exc}") from exc
         except _TRANSIENT_EXCEPTIONS as exc:

@@ -1,7 +1,8 @@
 """The polling loop: claim a job, run it isolated, spool its result, go on.
 
-One `JobLoop` per worker process. It asks the server for a job, waiting with
-exponential backoff and full jitter while there is none; fetches the job's
+One `JobLoop` per worker process. It asks the server for a job, holding a
+long poll open where the server offers one and otherwise waiting with
+exponential backoff and full jitter while there is none (`worker.claims`); fetches the job's
 details and dataset (points come from the machine-wide cache and become
 arrays once per version, here, not in every job process); runs the job in a
 child process (`worker.execute`); and writes the update to the outbox,
@@ -26,6 +27,7 @@ from algorithms.errors import DatasetError
 from worker.api import API
 from worker.backoff import Backoff
 from worker.cache import DatasetCache
+from worker.claims import Claimer
 from worker.config import Settings
 from worker.errors import (
     APIError,
@@ -67,11 +69,17 @@ class JobLoop:
 
     def run(self, *, burst: bool = False) -> None:
         """Claim and run jobs until a stop signal (or, with `burst`, no job is left)."""
-        idle = Backoff(self.settings.poll_min, self.settings.poll_max)
+        claimer = Claimer(
+            self.api,
+            self.shutdown,
+            self.reporter.heartbeat,
+            long_poll=self.settings.long_poll,
+            idle=Backoff(self.settings.poll_min, self.settings.poll_max),
+        )
         while not self.shutdown.stopping:
             self.reporter.heartbeat()
             try:
-                job_id = self.api.request_job()
+                job_id = claimer.claim(burst=burst)
             except TransientError as exc:
                 self._server_away(exc)
                 continue
@@ -85,9 +93,9 @@ class JobLoop:
                 if burst:
                     return
                 self._status("idle")
-                self._sleep(idle.next())
+                self._sleep(claimer.pause())
                 continue
-            idle.reset()
+            claimer.reset()
             self._process(job_id)
 
     def _process(self, job_id: int) -> None:

@@ -8,7 +8,7 @@ surface as a 500.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, TypeVar
 
 from django import forms
@@ -106,6 +106,34 @@ def api_view(*, method: str, staff: bool = False) -> Callable[[View], View]:
                 return error_response(403, ADMIN_REQUIRED)
             try:
                 return view(request, *args, **kwargs)
+            except ClientError as error:
+                return error_response(error.status, error.message, error.fields)
+
+        return wrapper
+
+    return decorate
+
+
+AsyncView = Callable[..., Coroutine[Any, Any, HttpResponseBase]]
+
+
+def async_api_view(*, method: str, staff: bool = False) -> Callable[[AsyncView], AsyncView]:
+    """:func:`api_view` for an async view (one that waits without holding a thread)."""
+
+    def decorate(view: AsyncView) -> AsyncView:
+        @functools.wraps(view)
+        async def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+            if request.method != method:
+                answer = error_response(405, f"this address only answers {method} requests")
+                answer["Allow"] = method
+                return answer
+            user = await request.auser()
+            if not user.is_authenticated:
+                return error_response(401, "authentication required: log in first")
+            if staff and not user.is_staff:
+                return error_response(403, ADMIN_REQUIRED)
+            try:
+                return await view(request, *args, **kwargs)
             except ClientError as error:
                 return error_response(error.status, error.message, error.fields)
 

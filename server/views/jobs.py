@@ -8,12 +8,15 @@ from django.contrib.auth.models import User
 from django.http import HttpRequest, HttpResponse
 
 from server.forms import SubmitForm
-from server.leases import claim_job, expire_leases
+from server.leases import expire_leases
+from server.longpoll import HEADER as LONG_POLL_HEADER
+from server.longpoll import claim_waiting, granted_wait
 from server.models import Dataset, Job, Round
 from server.views.common import (
     ADMIN_REQUIRED,
     ClientError,
     api_view,
+    async_api_view,
     get_or_404,
     json_response,
     user_of,
@@ -84,7 +87,19 @@ def details(request: HttpRequest, job_id: int) -> HttpResponse:
     return json_response(job_details(get_or_404(Job.objects, job_id, "job")))
 
 
-@api_view(method="POST", staff=True)
-def request_job(request: HttpRequest) -> HttpResponse:
-    """Claim the oldest pending job for the worker named in ``X-Worker``."""
-    return json_response({"job": claim_job(request.headers.get("X-Worker", ""))})
+@async_api_view(method="POST", staff=True)
+async def request_job(request: HttpRequest) -> HttpResponse:
+    """Claim the oldest pending job for the worker named in ``X-Worker``.
+
+    With ``wait=<seconds>`` the request is held until a job comes or the wait ends (a long
+    poll, :mod:`server.longpoll`); the ``X-Long-Poll`` header tells the seconds granted, so
+    a worker knows this server holds claims.
+    """
+    try:
+        wait = granted_wait(request.POST.get("wait"))
+    except ValueError as error:
+        raise ClientError(400, f"invalid wait: {error}", {"wait": str(error)}) from None
+    job = await claim_waiting(request.headers.get("X-Worker", ""), wait)
+    answer = json_response({"job": job})
+    answer[LONG_POLL_HEADER] = f"{wait:g}"
+    return answer
