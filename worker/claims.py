@@ -51,6 +51,7 @@ class Claimer:
         self.long_poll = long_poll
         self.idle = idle
         self._held = False  # the last empty answer came after a real wait
+        self._idle = False  # "waiting for a job" is logged once per idle spell
 
     def claim(self, *, burst: bool = False) -> int | None:
         """The id of a newly claimed job, or None (none came, or a stop signal came first).
@@ -61,6 +62,9 @@ class Claimer:
             self._held = False
             return self.api.request_job()
         wait = random.uniform((1 - JITTER) * self.long_poll, self.long_poll)  # noqa: S311
+        if not self._idle:
+            _log.info("waiting for a job", long_poll=round(wait, 1))
+            self._idle = True
         started = time.monotonic()
         claim = self._interruptible(lambda: self.api.claim_job(wait))
         if claim is None:  # a stop signal: the request is left to die with the process
@@ -79,6 +83,7 @@ class Claimer:
     def reset(self) -> None:
         """A job came: the next empty answer starts the back-off from its shortest wait."""
         self.idle.reset()
+        self._idle = False
 
     def _interruptible(self, call: Callable[[], Claim]) -> Claim | None:
         """``call()`` in a helper thread; None when a stop signal comes before its answer."""
