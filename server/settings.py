@@ -8,6 +8,9 @@ Environment (``mlworker-server`` sets the first two from its flags):
   it is handed out again (default 60).
 - ``DATABASE_URL``: a dj-database-url URL (e.g. ``postgres://...``, needing the ``postgres``
   extra's psycopg) replacing SQLite.
+- ``MLWORKER_SERVER_LONG_POLL_MAX``: the most seconds a job request may be held (default
+  60); ``MLWORKER_SERVER_LONG_POLL_CHECK``: seconds between fallback checks while requests
+  are held (default 0.5 on SQLite, 5 on PostgreSQL).
 - ``MLWORKER_SERVER_ALLOWED_HOSTS``, ``MLWORKER_SERVER_CSRF_TRUSTED_ORIGINS``: comma-separated
   additions for deployments reached under another name than loopback.
 """
@@ -179,6 +182,9 @@ JOB_LEASE_GRACE = int(os.environ.get("MLWORKER_SERVER_LEASE_GRACE") or 60)
 # Long polls: the most seconds a `jobs/request/` may be held (keep it under a proxy's
 # read timeout, see docs/deploy.md).
 LONG_POLL_MAX = int(os.environ.get("MLWORKER_SERVER_LONG_POLL_MAX") or 60)
+# Seconds between the fallback checks for claimable jobs while long polls wait; 0: 0.5 s on
+# SQLite (how a submit reaches another process), 5 s on PostgreSQL (NOTIFY does it).
+LONG_POLL_CHECK = float(os.environ.get("MLWORKER_SERVER_LONG_POLL_CHECK") or 0)
 
 LOGGING = {
     "version": 1,

@@ -30,6 +30,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 from django.db.models.signals import post_save
 from django.utils import timezone
@@ -131,7 +132,9 @@ class Hub:
             self._tasks.append(self._loop.create_task(self._listen_forever()))
 
     async def _check_forever(self) -> None:
-        interval = FALLBACK_NOTIFY if connection.vendor == "postgresql" else FALLBACK_SQLITE
+        interval = settings.LONG_POLL_CHECK or (
+            FALLBACK_NOTIFY if connection.vendor == "postgresql" else FALLBACK_SQLITE
+        )
         while True:
             if not self.waiting:
                 self._poked.clear()
