@@ -1,6 +1,6 @@
 """The reference job server's data: groups, datasets and their points, rounds, jobs, pictures.
 
-The shapes follow the protocol (docs in ``/work/shared/protocol.md``): a point stores its
+The shapes follow the protocol (``docs/protocol.md``): a point stores its
 feature values as a JSON dict and its label separately, so the wire dict
 ``{"id": pk, **values, <target>: label, "set": set}`` is rebuilt without guessing which key
 is the target. A dataset's ``version`` is a digest of all its points, recomputed by

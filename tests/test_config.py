@@ -10,12 +10,16 @@ import pytest
 
 from worker.config import (
     DEFAULT_CONFIG,
+    SETTINGS,
     Secret,
     Settings,
     add_settings_arguments,
     load_settings,
+    settings_markdown,
 )
 from worker.errors import ConfigError
+
+NOT_SETTINGS = ("config_file", "sources", "warnings")
 
 
 @pytest.fixture
@@ -249,3 +253,77 @@ def test_settings_are_frozen(home: dict[str, str]) -> None:
     settings: Settings = load_settings({}, home)
     with pytest.raises(dataclasses.FrozenInstanceError):
         settings.host = "http://elsewhere/"  # type: ignore[misc]
+
+
+def test_one_table_makes_flags_help_and_docs() -> None:
+    """Each setting's flag help names its default, unit and variable; the docs table is current."""
+    parser = argparse.ArgumentParser()
+    add_settings_arguments(parser)
+    helps = {a.option_strings[-1]: a.help or "" for a in parser._actions if a.option_strings}
+    assert [s.name for s in SETTINGS] == [
+        f.name for f in dataclasses.fields(Settings) if f.name not in NOT_SETTINGS
+    ]
+    for setting in SETTINGS:
+        text = helps[setting.flag]
+        assert setting.variable in text
+        assert f"default {setting.default_text}" in text
+        assert setting.unit in text
+    assert "in seconds; default 1; MLWORKER_POLL_MIN" in helps["--poll-min"]
+    docs = (Path(__file__).parent.parent / "docs" / "configuration.md").read_text()
+    assert settings_markdown() in docs, "regenerate the table with: python -m worker.config"
+
+
+def test_log_level_and_verbose_flag(home: dict[str, str]) -> None:
+    """--log-level takes a level name, -v means debug, and a bad level is refused in one line."""
+    parser = argparse.ArgumentParser()
+    add_settings_arguments(parser)
+    assert load_settings({}, home).log_level == "info"
+    assert load_settings(vars(parser.parse_args(["-v"])), home).log_level == "debug"
+    flags = vars(parser.parse_args(["--log-level", "WARNING"]))
+    assert load_settings(flags, home).log_level == "warning"
+    message = config_error({}, {**home, "MLWORKER_LOG_LEVEL": "loud"})
+    assert message == "MLWORKER_LOG_LEVEL='loud' is not one of debug, info, warning, error"
+
+
+def test_unknown_variable_is_a_warning(home: dict[str, str]) -> None:
+    """A misspelt MLWORKER_* variable is warned about with the likely name; the server's are not."""
+    environ = {**home, "MLWORKER_PROCESSSES": "3", "MLWORKER_SERVER_DATA_DIR": "/srv"}
+    settings = load_settings({}, {**environ, "MLWORKER_PASSWORD_FILE": "", "MLWORKER_CONFIG": ""})
+    assert settings.processes == 1
+    assert settings.warnings == (
+        "the environment variable MLWORKER_PROCESSSES is not a setting: ignored "
+        "(did you mean MLWORKER_PROCESSES?)",
+    )
+    assert load_settings({}, home).warnings == ()
+
+
+@pytest.mark.parametrize(
+    ("host", "password", "warned"),
+    [
+        ("http://jobs.example.org/", None, True),
+        ("http://10.0.0.5:8000/", None, True),
+        ("http://localhost:8000/", None, False),
+        ("http://127.0.0.1:8001/", None, False),
+        ("http://[::1]:8001/", None, False),
+        ("http://jobs.example.org/", "s3cret", False),
+    ],
+)
+def test_default_password_beyond_loopback_is_a_warning(
+    home: dict[str, str], host: str, password: str | None, warned: bool
+) -> None:
+    """The published default password sent to a host that is not loopback is warned about."""
+    environ = {**home, "MLWORKER_HOST": host}
+    if password:
+        environ["MLWORKER_PASSWORD"] = password
+    warnings = load_settings({}, environ).warnings
+    assert bool(warnings) == warned
+    if warned:
+        assert warnings[0].startswith(f"the password is the demo's published default and {host}")
+        assert "foobar" not in warnings[0]
+
+
+def test_secret_value_never_in_an_error(tmp_path: Path, home: dict[str, str]) -> None:
+    """A password refused from the TOML file is named by its key, never shown."""
+    toml = write_toml(tmp_path, "password = 12345\n")
+    message = config_error({"config": str(toml)}, home)
+    assert message == f"{toml}: password must be a non-empty string"

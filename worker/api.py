@@ -470,8 +470,8 @@ class API:
         refusal, response = self._login(self.username, self._password)
         if refusal is not None:
             raise AuthenticationError(
-                f"could not log in to {self.host} as {self.username!r}: "
-                f"{refusal} (status {response.status_code})",
+                f"could not log in to {self.host} as {self.username!r}: {refusal}"
+                + ("" if response.status_code == 200 else f" (status {response.status_code})"),
                 response.status_code,
             )
         self._may_login_again = True

@@ -8,14 +8,19 @@ Both read the settings once (flags, environment, TOML, defaults) and exit 78
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from typing import Any
+
+import structlog
 
 from worker.config import Settings, add_settings_arguments, load_settings
 from worker.errors import APIError, AuthenticationError, ConfigError
 from worker.logs import configure_logging
 from worker.threads import pin_threads
+
+_log = structlog.get_logger(__name__)
 
 
 def add_run(subparsers: Any) -> None:
@@ -53,13 +58,21 @@ def read_settings(args: argparse.Namespace) -> Settings | None:
         return None
 
 
+def _configure_logging(settings: Settings) -> None:
+    """Logging as configured, then the configuration's warnings as its first lines."""
+    level = logging.getLevelNamesMapping()[settings.log_level.upper()]
+    configure_logging(settings.log_format, secrets=[settings.password.reveal()], level=level)
+    for warning in settings.warnings:
+        _log.warning("configuration", problem=warning)
+
+
 def run(args: argparse.Namespace) -> int:
     """`mlworker run`: one worker process, or a supervisor of several."""
     settings = read_settings(args)
     if settings is None:
         return os.EX_CONFIG
     pin_threads(os.environ)  # before the supervisor imports numpy
-    configure_logging(settings.log_format, secrets=[settings.password.reveal()])
+    _configure_logging(settings)
     if settings.processes > 1:
         from worker.supervisor import supervise
 
@@ -86,7 +99,7 @@ def check(args: argparse.Namespace) -> int:
     settings = read_settings(args)
     if settings is None:
         return os.EX_CONFIG
-    configure_logging(settings.log_format, secrets=[settings.password.reveal()])
+    _configure_logging(settings)
     from algorithms.registry import default_registry
     from worker.api import API
 

@@ -1,66 +1,64 @@
-"""The worker's settings, read once into a frozen object.
+"""The worker's settings: defined once, read once into a frozen object.
 
-Each setting comes from the first place that gives it: a command-line flag,
-the environment (``MLWORKER_<NAME>``), the TOML file (``--config``, else
-``$MLWORKER_CONFIG``, else ``/etc/mlworker/worker.toml`` when it exists), or
-the default. TOML keys are the setting names below, at the top level.
+Each setting is one field of :class:`Settings` declared with :func:`_row`:
+its type, parser, default, unit, help and whether it is secret. Everything
+else is generated from those rows: the command-line flags and their
+``--help`` (:func:`add_settings_arguments`), the environment variables
+(``MLWORKER_<NAME>``), the TOML keys (the names, at the top level), the
+table in ``docs/configuration.md`` (``python -m worker.config`` prints it)
+and the precedence chain. Adding a setting is adding one row.
 
-=================  ==================================  ==============================
-setting            default                             notes
-=================  ==================================  ==============================
-host               http://localhost:8000/              http or https URL of the server
-username           backend                             the protocol's default account
-password           foobar                              see below; never on the command line
-processes          1                                   worker processes (supervisor)
-spool_dir          $STATE_DIRECTORY/spool, else        results waiting for the server
-                   $XDG_STATE_HOME/mlworker/spool
-cache_dir          $CACHE_DIRECTORY, else              datasets
-                   $XDG_CACHE_HOME/mlworker
-time_limit         600                                 seconds per job unless the job says
-memory_limit       2G                                  bytes, or K/M/G/T (powers of 1024);
-                                                       0 or "none": no limit
-poll_min/poll_max  1 / 30                              idle backoff bounds, seconds
-long_poll          30                                  s a claim may wait on the server; 0: off
-log_format         auto                                auto, json or console
-startup_jitter     5                                   random delay before the first poll, s
-request_timeout    60                                  seconds to wait for an answer
-worker_id          (none: the worker uses host:pid)    the name sent in ``X-Worker``
-metrics_port       (none: off)                         Prometheus port on 127.0.0.1
-=================  ==================================  ==============================
-
-The password comes from the first of: ``--password-file``;
-``MLWORKER_PASSWORD`` or ``MLWORKER_PASSWORD_FILE`` (not both);
-``$CREDENTIALS_DIRECTORY/password`` (systemd's ``LoadCredential=``); the TOML
-``password`` or ``password_file`` (not both; a relative file is relative to
-the TOML file); else ``foobar``, the protocol's default worker account, so
-that a worker against the demo server needs no configuration. It is held in
-a :class:`Secret`, whose ``repr`` and ``str`` are ``***``.
+A setting comes from the first place that gives it: its flag, its variable,
+the TOML file (``--config``, else ``$MLWORKER_CONFIG``, else
+``/etc/mlworker/worker.toml`` when it exists), else its default. A secret
+setting (the password) is never a flag value; its chain is: ``--<name>-file``;
+``MLWORKER_<NAME>`` or ``MLWORKER_<NAME>_FILE`` (not both);
+``$CREDENTIALS_DIRECTORY/<name>`` (systemd's ``LoadCredential=``); the TOML
+``<name>`` or ``<name>_file`` (not both; a relative file is relative to the
+TOML file); else its default. The password's default is the demo server's
+worker account, so a worker against the demo needs no configuration; it is
+held in a :class:`Secret`, whose ``repr`` and ``str`` are ``***``.
 
 Anything invalid raises :class:`ConfigError` with one line naming the value,
-where it came from and what is allowed (the CLI exits 78 on it).
+where it came from and what is allowed (the CLI exits 78 on it). What is
+valid but probably a mistake (an unknown ``MLWORKER_*`` variable, the default
+password sent to a host that is not loopback) is listed in
+``Settings.warnings`` for the command to log.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
+import difflib
+import ipaddress
 import os
-import re
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
+from worker import config_values as v
 from worker.errors import ConfigError
-from worker.logs import FORMATS
 
-__all__ = ["DEFAULT_CONFIG", "Secret", "Settings", "add_settings_arguments", "load_settings"]
+__all__ = [
+    "DEFAULT_CONFIG",
+    "SETTINGS",
+    "Secret",
+    "Setting",
+    "Settings",
+    "add_settings_arguments",
+    "load_settings",
+    "settings_markdown",
+]
 
 DEFAULT_CONFIG = Path("/etc/mlworker/worker.toml")
 ENV_PREFIX = "MLWORKER_"
+_OTHER_VARIABLES = ("MLWORKER_CONFIG",)  # read here, but not settings
+_NOT_OURS = "MLWORKER_SERVER_"  # the reference server's variables
+_DEFAULT = "default"  # the source of a value nobody set
 
 
 class Secret:
@@ -88,173 +86,171 @@ class Secret:
         return hash(self._value)
 
 
+def _secret(value: object) -> Secret:
+    if not isinstance(value, str) or not value:
+        raise ValueError("must be a non-empty string")
+    return Secret(value)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One row of the settings table; ``name`` is the field's, the rest is :func:`_row`'s."""
+
+    name: str
+    parse: Callable[[object], Any]
+    default: object  # a raw value, None for "none", or a function of the environment
+    help: str
+    unit: str = ""
+    metavar: str = "VALUE"
+    shown: str | None = None  # the default as people read it, when not the raw value
+    secret: bool = False
+
+    @property
+    def variable(self) -> str:
+        """The environment variable: ``MLWORKER_POLL_MIN``."""
+        return ENV_PREFIX + self.name.upper()
+
+    @property
+    def flag(self) -> str:
+        """The flag: ``--poll-min``; a secret's names the file holding it."""
+        return "--" + self.name.replace("_", "-") + ("-file" if self.secret else "")
+
+    @property
+    def default_text(self) -> str:
+        """The default as help and docs print it."""
+        return self.shown if self.shown is not None else str(self.default)
+
+    def describe(self) -> str:
+        """The flag's help: what, unit, default and variable."""
+        unit = f"in {self.unit}; " if self.unit else ""
+        variable = f"{self.variable} or {self.variable}_FILE" if self.secret else self.variable
+        return f"{self.help} ({unit}default {self.default_text}; {variable})"
+
+
+def _row(
+    parse: Callable[[object], Any],
+    default: object,
+    help: str,
+    **more: Any,
+) -> Any:
+    """A field of :class:`Settings` carrying its row of the table."""
+    return field(metadata={"setting": Setting("", parse, default, help, **more)})
+
+
+_SECONDS = {"unit": "seconds", "metavar": "SECONDS"}
+_POSITIVE = v.at_least(v.number, 0, above=True)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the worker is configured with; ``sources`` says where each value came from."""
 
-    host: str
-    username: str
-    password: Secret
-    processes: int
-    spool_dir: Path
-    cache_dir: Path
-    time_limit: float
-    memory_limit: int | None
-    poll_min: float
-    poll_max: float
-    long_poll: float
-    log_format: str
-    startup_jitter: float
-    request_timeout: float
-    worker_id: str | None
-    metrics_port: int | None
-    config_file: Path | None
+    host: str = _row(v.url, "http://localhost:8000/", "the job server", metavar="URL")
+    username: str = _row(v.text, "backend", "the worker account on the server", metavar="NAME")
+    password: Secret = _row(
+        _secret,
+        "foobar",
+        "file holding the worker account's password",
+        metavar="FILE",
+        shown="foobar, the demo server's worker account",
+        secret=True,
+    )
+    processes: int = _row(
+        v.at_least(v.integer, 1), 1, "worker processes, one job at a time each", metavar="N"
+    )
+    spool_dir: Path = _row(
+        v.path,
+        v.spool_dir,
+        "results waiting for the server",
+        metavar="DIR",
+        shown="$STATE_DIRECTORY/spool, else $XDG_STATE_HOME/mlworker/spool",
+    )
+    cache_dir: Path = _row(
+        v.path,
+        v.cache_dir,
+        "downloaded datasets",
+        metavar="DIR",
+        shown="$CACHE_DIRECTORY, else $XDG_CACHE_HOME/mlworker",
+    )
+    time_limit: float = _row(_POSITIVE, 600, "a job's time unless it sets one", **_SECONDS)
+    memory_limit: int | None = _row(
+        v.size,
+        "2G",
+        "a job's memory; 0 or none: no limit",
+        unit="bytes, or with K, M, G or T: powers of 1024",
+        metavar="SIZE",
+    )
+    poll_min: float = _row(_POSITIVE, 1, "shortest wait between polls while idle", **_SECONDS)
+    poll_max: float = _row(_POSITIVE, 30, "longest wait between polls while idle", **_SECONDS)
+    long_poll: float = _row(
+        v.at_least(v.number, 0), 30, "a job request the server may hold open; 0: off", **_SECONDS
+    )
+    log_format: str = _row(
+        v.log_format, "auto", "json, console, or auto: json unless a terminal", metavar="FORMAT"
+    )
+    log_level: str = _row(
+        v.log_level, "info", "least severe level logged: debug, info, warning or error",
+        metavar="LEVEL",
+    )  # fmt: skip
+    startup_jitter: float = _row(
+        v.at_least(v.number, 0), 5, "random delay before the first poll", **_SECONDS
+    )
+    request_timeout: float = _row(_POSITIVE, 60, "wait for one answer", **_SECONDS)
+    worker_id: str | None = _row(
+        v.text, None, "the name sent in X-Worker", metavar="NAME", shown="host:pid"
+    )
+    metrics_port: int | None = _row(
+        v.port, None, "Prometheus metrics on this 127.0.0.1 port; 0: off", metavar="PORT",
+        shown="off",
+    )  # fmt: skip
+    config_file: Path | None = None
     sources: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+    warnings: tuple[str, ...] = field(default=(), repr=False, compare=False)
 
 
-# --- parsers: a value from a flag, the environment (str) or TOML (native) -> typed value.
-# They raise ValueError with the rest of a sentence: "<where>=<value!r> <problem>".
-
-
-def _url(value: object) -> str:
-    text = _text(value)
-    parts = urlsplit(text)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError("is not an http:// or https:// URL with a host name")
-    return text
-
-
-def _text(value: object) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError("must be a non-empty string")
-    return value.strip()
-
-
-def _number(value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise ValueError("is not a number")
-    try:
-        number = float(value)
-    except ValueError:
-        raise ValueError("is not a number") from None
-    if not math.isfinite(number):
-        raise ValueError("is not a finite number")
-    return number
-
-
-def _integer(value: object) -> int:
-    number = _number(value)
-    if not number.is_integer():
-        raise ValueError("is not a whole number")
-    return int(number)
-
-
-def _at_least(parse: Callable[[object], Any], low: float, *, above: bool = False) -> Any:
-    def check(value: object) -> Any:
-        number = parse(value)
-        if number < low or (above and number == low):
-            raise ValueError(f"must be {'greater than' if above else 'at least'} {low:g}")
-        return number
-
-    return check
-
-
-_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
-_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([KMGT]?)(?:I?B)?", re.IGNORECASE)
-
-
-def _size(value: object) -> int | None:
-    if isinstance(value, str) and value.strip().lower() in ("none", "unlimited", "infinity"):
-        return None
-    if isinstance(value, int) and not isinstance(value, bool):
-        text = str(value)
-    elif isinstance(value, str):
-        text = value.strip()
-    else:
-        text = ""
-    match = _SIZE.fullmatch(text)
-    if match is None:
-        raise ValueError('is not a size: use bytes, or a number with K, M, G or T, or "none"')
-    size = int(float(match.group(1)) * _UNITS[match.group(2).upper()])
-    return size or None
-
-
-def _path(value: object) -> Path:
-    return Path(_text(value)).expanduser()
-
-
-def _log_format(value: object) -> str:
-    if value not in FORMATS:
-        raise ValueError(f"is not one of {', '.join(FORMATS)}")
-    return str(value)
-
-
-def _port(value: object) -> int | None:
-    port = _integer(value)
-    if not 0 <= port <= 65535:
-        raise ValueError("is not a port number (1-65535, or 0 for off)")
-    return port or None
-
-
-def _state_dir(environ: Mapping[str, str]) -> Path:
-    if environ.get("STATE_DIRECTORY"):
-        return Path(environ["STATE_DIRECTORY"].split(":")[0]) / "spool"
-    return _xdg(environ, "XDG_STATE_HOME", ".local/state") / "mlworker" / "spool"
-
-
-def _cache_dir(environ: Mapping[str, str]) -> Path:
-    if environ.get("CACHE_DIRECTORY"):
-        return Path(environ["CACHE_DIRECTORY"].split(":")[0])
-    return _xdg(environ, "XDG_CACHE_HOME", ".cache") / "mlworker"
-
-
-def _xdg(environ: Mapping[str, str], name: str, fallback: str) -> Path:
-    if environ.get(name):
-        return Path(environ[name])
-    home = environ.get("HOME")
-    return (Path(home) if home else Path.home()) / fallback
-
-
-def _constant(value: object) -> Callable[[Mapping[str, str]], object]:
-    return lambda _environ: value
-
-
-# name -> (parser, default from the environment)
-_SETTINGS: dict[str, tuple[Callable[[object], Any], Callable[[Mapping[str, str]], object]]] = {
-    "host": (_url, _constant("http://localhost:8000/")),
-    "username": (_text, _constant("backend")),
-    "processes": (_at_least(_integer, 1), _constant(1)),
-    "spool_dir": (_path, _state_dir),
-    "cache_dir": (_path, _cache_dir),
-    "time_limit": (_at_least(_number, 0, above=True), _constant(600.0)),
-    "memory_limit": (_size, _constant(2 * 1024**3)),
-    "poll_min": (_at_least(_number, 0, above=True), _constant(1.0)),
-    "poll_max": (_at_least(_number, 0, above=True), _constant(30.0)),
-    "long_poll": (_at_least(_number, 0), _constant(30.0)),
-    "log_format": (_log_format, _constant("auto")),
-    "startup_jitter": (_at_least(_number, 0), _constant(5.0)),
-    "request_timeout": (_at_least(_number, 0, above=True), _constant(60.0)),
-    "worker_id": (_text, _constant(None)),
-    "metrics_port": (_port, _constant(None)),
-}
-_TOML_ONLY = ("password", "password_file")
-
-
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
+SETTINGS: tuple[Setting, ...] = tuple(
+    replace(f.metadata["setting"], name=f.name) for f in fields(Settings) if f.metadata
+)
+_BY_NAME = {setting.name: setting for setting in SETTINGS}
 
 
 def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add one flag per setting (``--poll-min`` ...) plus ``--config`` and ``--password-file``.
+    """Add one flag per setting (``--poll-min`` ...), ``--config``, and ``-v``.
 
     Values stay strings here; :func:`load_settings` checks them with the
     environment's and the file's, so every bad value gets the same exit 78.
     """
-    group = parser.add_argument_group("settings (flags override MLWORKER_* and the TOML file)")
-    group.add_argument("--config", metavar="FILE", help=f"TOML file (default {DEFAULT_CONFIG})")
-    group.add_argument("--password-file", metavar="FILE", help="file holding the password")
-    for name in _SETTINGS:
-        group.add_argument(_flag(name), dest=name, metavar=name.upper(), help=f"{name} setting")
+    group = parser.add_argument_group(
+        "settings (a flag beats its MLWORKER_* variable, which beats the TOML file)"
+    )
+    group.add_argument(
+        "--config",
+        metavar="FILE",
+        help=f"TOML file of settings (default {DEFAULT_CONFIG} if it exists; MLWORKER_CONFIG)",
+    )
+    for setting in SETTINGS:
+        dest = f"{setting.name}_file" if setting.secret else setting.name
+        help_text = setting.describe().replace("%", "%%")
+        group.add_argument(setting.flag, dest=dest, metavar=setting.metavar, help=help_text)
+    group.add_argument(
+        "-v", dest="log_level", action="store_const", const="debug", help="--log-level debug"
+    )
+
+
+def settings_markdown() -> str:
+    """The settings as a Markdown table, for docs/configuration.md."""
+    lines = [
+        "| TOML key | flag | variable | default | unit | what |",
+        "|---|---|---|---|---|---|",
+    ]
+    for s in SETTINGS:
+        toml = f"`{s.name}` or `{s.name}_file`" if s.secret else f"`{s.name}`"
+        variable = f"`{s.variable}` or `{s.variable}_FILE`" if s.secret else f"`{s.variable}`"
+        lines.append(
+            f"| {toml} | `{s.flag} {s.metavar}` | {variable} | {s.default_text} | {s.unit} "
+            f"| {s.help} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def load_settings(flags: Mapping[str, object], environ: Mapping[str, str] = os.environ) -> Settings:
@@ -264,24 +260,14 @@ def load_settings(flags: Mapping[str, object], environ: Mapping[str, str] = os.e
     parsed command-line values, None meaning not given; other keys are
     ignored. Raises ConfigError with one line saying what is wrong and where.
     """
-    env = {k: v for k, v in environ.items() if v != ""}  # Name= in a unit file means unset
+    env = {k: val for k, val in environ.items() if val != ""}  # Name= in a unit means unset
     config_file, table = _read_config(flags, env)
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
-    for name, (parse, default) in _SETTINGS.items():
-        given = _lookup(name, flags, env, table, config_file)
-        if given is None:
-            values[name], sources[name] = default(env), "default"
-            continue
-        raw, where, base = given
-        try:
-            values[name] = parse(raw)
-        except ValueError as exc:
-            raise ConfigError(f"{where}={raw!r} {exc}") from None
-        if isinstance(values[name], Path):
-            values[name] = (base or Path.cwd()) / values[name]
-        sources[name] = where
-    password, sources["password"] = _password(flags, env, table, config_file)
+    for setting in SETTINGS:
+        values[setting.name], sources[setting.name] = _value(
+            setting, flags, env, table, config_file
+        )
     if values["poll_min"] > values["poll_max"]:
         raise ConfigError(
             f"poll_min ({values['poll_min']:g}, from {sources['poll_min']}) is greater than "
@@ -289,27 +275,100 @@ def load_settings(flags: Mapping[str, object], environ: Mapping[str, str] = os.e
         )
     return Settings(
         **values,
-        password=password,
         config_file=config_file,
         sources=MappingProxyType(sources),
+        warnings=(*_unknown_variables(env), *_default_password_abroad(values, sources)),
     )
 
 
-def _lookup(
-    name: str,
+def _value(
+    setting: Setting,
     flags: Mapping[str, object],
     env: Mapping[str, str],
     table: Mapping[str, object],
     config_file: Path | None,
-) -> tuple[object, str, Path | None] | None:
-    """The raw value, where it came from, and the directory relative paths start from."""
-    if flags.get(name) is not None:
-        return flags[name], _flag(name), None
-    if ENV_PREFIX + name.upper() in env:
-        return env[ENV_PREFIX + name.upper()], ENV_PREFIX + name.upper(), None
-    if name in table and config_file is not None:
-        return table[name], f"{config_file}: {name}", config_file.parent
+) -> tuple[Any, str]:
+    """One setting's typed value and where it came from."""
+    lookup = _secret_lookup if setting.secret else _lookup
+    given = lookup(setting, flags, env, table, config_file)
+    if given is None:
+        raw = setting.default(env) if callable(setting.default) else setting.default
+        return (None if raw is None else setting.parse(raw)), _DEFAULT
+    raw, where, base = given
+    try:
+        value = setting.parse(raw)
+    except ValueError as exc:
+        shown = "" if setting.secret else f"={raw!r}"
+        raise ConfigError(f"{where}{shown} {exc}") from None
+    if isinstance(value, Path):
+        value = (base or Path.cwd()) / value
+    return value, where
+
+
+_Given = tuple[object, str, Path | None] | None  # raw value, where, base of relative paths
+
+
+def _lookup(
+    setting: Setting,
+    flags: Mapping[str, object],
+    env: Mapping[str, str],
+    table: Mapping[str, object],
+    config_file: Path | None,
+) -> _Given:
+    if flags.get(setting.name) is not None:
+        return flags[setting.name], setting.flag, None
+    if setting.variable in env:
+        return env[setting.variable], setting.variable, None
+    if setting.name in table and config_file is not None:
+        return table[setting.name], f"{config_file}: {setting.name}", config_file.parent
     return None
+
+
+def _secret_lookup(
+    setting: Setting,
+    flags: Mapping[str, object],
+    env: Mapping[str, str],
+    table: Mapping[str, object],
+    config_file: Path | None,
+) -> _Given:
+    """A secret's chain: flag file, variable or its _FILE, credential, TOML value or file."""
+    name, var, key = setting.name, setting.variable, f"{setting.name}_file"
+    if flags.get(key) is not None:
+        return _read_secret(name, Path(str(flags[key])), setting.flag)
+    if var in env and f"{var}_FILE" in env:
+        raise ConfigError(f"{var} and {var}_FILE are both set; set one")
+    if var in env:
+        return env[var], var, None
+    if f"{var}_FILE" in env:
+        return _read_secret(name, Path(env[f"{var}_FILE"]), f"{var}_FILE")
+    credential = Path(env.get("CREDENTIALS_DIRECTORY", "")) / name
+    if "CREDENTIALS_DIRECTORY" in env and credential.exists():
+        return _read_secret(name, credential, "CREDENTIALS_DIRECTORY")
+    if name in table and key in table:
+        raise ConfigError(f"{config_file}: both {name} and {key} are set; set one")
+    if name in table:
+        return table[name], f"{config_file}: {name}", None
+    if key in table and config_file is not None:
+        where = f"{config_file}: {key}"
+        try:
+            path = v.path(table[key])
+        except ValueError as exc:
+            raise ConfigError(f"{where}={table[key]!r} {exc}") from None
+        return _read_secret(name, config_file.parent / path, where)
+    return None
+
+
+def _read_secret(name: str, path: Path, where: str) -> _Given:
+    path = path.expanduser()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(f"{where}: cannot read {name} file {path}: {reason}") from None
+    secret = text.removesuffix("\n").removesuffix("\r")
+    if not secret:
+        raise ConfigError(f"{where}: {name} file {path} is empty")
+    return secret, f"{where} ({path})", None
 
 
 def _read_config(
@@ -332,55 +391,46 @@ def _read_config(
         raise ConfigError(f"{where}: cannot read configuration file {path}: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    unknown = sorted(set(table) - set(_SETTINGS) - set(_TOML_ONLY))
+    keys = [s.name for s in SETTINGS] + [f"{s.name}_file" for s in SETTINGS if s.secret]
+    unknown = sorted(set(table) - set(keys))
     if unknown:
-        allowed = ", ".join([*_SETTINGS, *_TOML_ONLY])
-        raise ConfigError(f"{path}: unknown setting {unknown[0]!r}; allowed: {allowed}")
+        raise ConfigError(f"{path}: unknown setting {unknown[0]!r}; allowed: {', '.join(keys)}")
     return path.absolute(), table
 
 
-def _password(
-    flags: Mapping[str, object],
-    env: Mapping[str, str],
-    table: Mapping[str, object],
-    config_file: Path | None,
-) -> tuple[Secret, str]:
-    """The password and a description of where it came from (never the password)."""
-    if flags.get("password_file") is not None:
-        return _password_file(str(flags["password_file"]), "--password-file")
-    if "MLWORKER_PASSWORD" in env and "MLWORKER_PASSWORD_FILE" in env:
-        raise ConfigError("MLWORKER_PASSWORD and MLWORKER_PASSWORD_FILE are both set; set one")
-    if "MLWORKER_PASSWORD" in env:
-        return Secret(env["MLWORKER_PASSWORD"]), "MLWORKER_PASSWORD"
-    if "MLWORKER_PASSWORD_FILE" in env:
-        return _password_file(env["MLWORKER_PASSWORD_FILE"], "MLWORKER_PASSWORD_FILE")
-    credential = Path(env.get("CREDENTIALS_DIRECTORY", "")) / "password"
-    if "CREDENTIALS_DIRECTORY" in env and credential.exists():
-        return _password_file(str(credential), "CREDENTIALS_DIRECTORY")
-    if "password" in table and "password_file" in table:
-        raise ConfigError(f"{config_file}: both password and password_file are set; set one")
-    if "password" in table:
-        if not isinstance(table["password"], str) or not table["password"]:
-            raise ConfigError(f"{config_file}: password must be a non-empty string")
-        return Secret(table["password"]), f"{config_file}: password"
-    if "password_file" in table:
-        where = f"{config_file}: password_file"
-        try:
-            path = _path(table["password_file"])
-        except ValueError as exc:
-            raise ConfigError(f"{where}={table['password_file']!r} {exc}") from None
-        return _password_file(str(config_file.parent / path if config_file else path), where)
-    return Secret("foobar"), "default"
+def _unknown_variables(env: Mapping[str, str]) -> list[str]:
+    """A warning per MLWORKER_* variable that no setting reads (a misspelt name, say)."""
+    known = [s.variable for s in SETTINGS] + [f"{s.variable}_FILE" for s in SETTINGS if s.secret]
+    known += _OTHER_VARIABLES
+    warnings = []
+    for name in sorted(env):
+        if name.startswith(ENV_PREFIX) and not name.startswith(_NOT_OURS) and name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"did you mean {close[0]}?" if close else "see mlworker run --help"
+            warnings.append(f"the environment variable {name} is not a setting: ignored ({hint})")
+    return warnings
 
 
-def _password_file(name: str, where: str) -> tuple[Secret, str]:
-    path = Path(name).expanduser()
+def _default_password_abroad(values: Mapping[str, Any], sources: Mapping[str, str]) -> list[str]:
+    """A warning when the published default password would be sent beyond this machine."""
+    if sources["password"] != _DEFAULT or _is_loopback(values["host"]):
+        return []
+    return [
+        f"the password is the demo's published default and {values['host']} is not this "
+        f"machine: set it with {_BY_NAME['password'].flag}, MLWORKER_PASSWORD_FILE or "
+        "password_file"
+    ]
+
+
+def _is_loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise ConfigError(f"{where}: cannot read password file {path}: {reason}") from None
-    password = text.removesuffix("\n").removesuffix("\r")
-    if not password:
-        raise ConfigError(f"{where}: password file {path} is empty")
-    return Secret(password), f"{where} ({path})"
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+if __name__ == "__main__":
+    print(settings_markdown(), end="")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import socket
 import time
 from collections.abc import Mapping, Sequence
 from email.utils import parsedate_to_datetime
@@ -169,7 +170,7 @@ def login_refusal(response: requests.Response) -> str | None:
     if _says_success(response):
         return None if "sessionid" in response.cookies else "the server set no sessionid cookie"
     if "html" in response.headers.get("Content-Type", ""):
-        return "the server answered with a page instead of success: wrong username or password?"
+        return "wrong username or password (the server answered its login page again)"
     return 'the server did not answer {"success": true}'
 
 
@@ -391,7 +392,32 @@ class Transport:
             return self.session.request(method, url, allow_redirects=False, **kwargs)
         except requests.exceptions.SSLError as exc:
             raise APIError(f"{call} failed: TLS error: {exc}") from exc
+        except (requests.ConnectionError, requests.ConnectTimeout) as exc:
+            raise TransientError(f"cannot reach {self.host}: {_network_reason(exc)}") from exc
         except _TRANSIENT_EXCEPTIONS as exc:
             raise TransientError(f"{call} failed: {type(exc).__name__}: {exc}") from exc
         except requests.RequestException as exc:
             raise APIError(f"{call} failed: {type(exc).__name__}: {exc}") from exc
+
+
+_REASONS: tuple[tuple[type[BaseException], str], ...] = (
+    (ConnectionRefusedError, "connection refused"),
+    (socket.gaierror, "host name not found"),
+    (ConnectionResetError, "connection reset"),
+    (TimeoutError, "connection timed out"),
+    (requests.ConnectTimeout, "connection timed out"),
+)
+
+
+def _network_reason(exc: BaseException) -> str:
+    """Why a connection failed, in a few words, from the chain requests and urllib3 build."""
+    chain: BaseException | None = exc
+    for _ in range(8):
+        if chain is None:
+            break
+        for kind, reason in _REASONS:
+            if isinstance(chain, kind):
+                return reason
+        inner = chain.args[0] if chain.args and isinstance(chain.args[0], BaseException) else None
+        chain = getattr(chain, "reason", None) or chain.__cause__ or inner or chain.__context__
+    return f"connection failed ({type(exc).__name__})"

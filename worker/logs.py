@@ -1,11 +1,15 @@
 """The worker's logs: JSON lines for journald, readable lines on a terminal.
 
 structlog renders every event; records of the standard ``logging`` module
-(urllib3, tenacity) go through the same processors and renderer. Two
-defences keep the password out of the logs: exceptions are rendered without
-local variables (structlog's dict tracebacks show them by default), and a
-last processor replaces every known secret, and every value under a key that
-names one, with ``***`` wherever it appears, tracebacks included.
+(urllib3, tenacity) go through the same processors and renderer. Secrets are
+kept out of the logs in two ways. Where prose is written, no secret goes in:
+exceptions are rendered without local variables (structlog's dict tracebacks
+show them by default) and no message of ours formats a secret. Where values
+are logged, a last processor replaces with ``***`` every value that *is* a
+known secret, every value under a key that names one, and every argument of
+a ``logging`` record that is one. A secret is never searched for inside
+longer text: masking it there ("*** username or password?") would show what
+it is.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, TextIO
 
 import structlog
@@ -26,36 +30,42 @@ __all__ = ["FORMATS", "Redactor", "configure_logging", "job_context"]
 FORMATS = ("auto", "json", "console")
 MASK = "***"
 _SECRET_KEYS = ("password", "secret", "token", "credential")
-_PLAIN = (str, int, float, bool, type(None))
 
 
 class Redactor:
     """A processor that masks secrets in every value of an event, however deeply nested."""
 
     def __init__(self, secrets: Sequence[str]) -> None:
-        # Longest first, so a secret containing another is masked whole.
-        self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+        self._secrets = frozenset(s for s in secrets if s)
 
     def __call__(self, _logger: WrappedLogger, _name: str, event_dict: EventDict) -> EventDict:
         return {key: self._clean(key, value) for key, value in event_dict.items()}
 
+    def record_arguments(
+        self, _logger: WrappedLogger, _name: str, event_dict: EventDict
+    ) -> EventDict:
+        """For ``logging`` records: the message again, with secret arguments masked."""
+        record, args = event_dict.get("_record"), event_dict.pop("positional_args", None)
+        if isinstance(record, logging.LogRecord) and args:
+            masked = (
+                {k: self._clean(None, v) for k, v in args.items()}
+                if isinstance(args, Mapping)
+                else tuple(self._clean(None, v) for v in args)
+            )
+            with contextlib.suppress(TypeError, ValueError, KeyError):
+                event_dict["event"] = str(record.msg) % masked
+        return event_dict
+
     def _clean(self, key: object, value: object) -> Any:
         if isinstance(key, str) and any(word in key.lower() for word in _SECRET_KEYS):
             return value if value is None or (isinstance(value, str) and not value) else MASK
-        if isinstance(value, str):
-            return self._mask(value)
         if isinstance(value, dict):
             return {k: self._clean(k, v) for k, v in value.items()}
         if isinstance(value, list | tuple):
             return [self._clean(None, v) for v in value]
-        if isinstance(value, _PLAIN):
+        if isinstance(value, bool | int | float | type(None)):
             return value
-        return self._mask(repr(value))  # what the renderer would print, masked
-
-    def _mask(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, MASK)
-        return text
+        return MASK if str(value) in self._secrets else value
 
 
 def configure_logging(
@@ -81,11 +91,12 @@ def configure_logging(
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
+    redactor = Redactor(secrets)
     final: list[Processor]
     if console:
         final = [
             structlog.processors.format_exc_info,  # a plain traceback: no locals
-            Redactor(secrets),
+            redactor,
             structlog.dev.ConsoleRenderer(
                 colors=tty, exception_formatter=structlog.dev.plain_traceback
             ),
@@ -93,7 +104,7 @@ def configure_logging(
     else:
         final = [
             ExceptionRenderer(ExceptionDictTransformer(show_locals=False, use_rich=False)),
-            Redactor(secrets),
+            redactor,
             structlog.processors.JSONRenderer(),
         ]
     structlog.configure(
@@ -102,7 +113,7 @@ def configure_logging(
         logger_factory=structlog.WriteLoggerFactory(file=stream),
         cache_logger_on_first_use=False,
     )
-    _route_stdlib_logging(stream, shared, final, level)
+    _route_stdlib_logging(stream, [*shared, redactor.record_arguments], final, level)
 
 
 def _route_stdlib_logging(
@@ -110,6 +121,7 @@ def _route_stdlib_logging(
 ) -> None:
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
+        pass_foreign_args=True,  # for Redactor.record_arguments
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *final],
     )
     handler = logging.StreamHandler(stream)
