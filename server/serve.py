@@ -18,7 +18,7 @@ from gunicorn.arbiter import Arbiter
 from uvicorn.server import Server
 from uvicorn_worker import UvicornWorker
 
-from server.wakeup import hub
+from server.wakeup import close_soon
 
 
 def default_workers() -> int:
@@ -36,7 +36,7 @@ class _Server(Server):
     """uvicorn's server, which also ends held long polls as soon as a stop is asked."""
 
     def handle_exit(self, sig: int, frame: Any) -> None:
-        hub().close_soon()
+        close_soon()
         super().handle_exit(sig, frame)
 
 

@@ -213,6 +213,12 @@ def hub() -> Hub:
         return _hub
 
 
+def close_soon() -> None:
+    """End this process's long polls: safe in a signal handler (takes no lock)."""
+    if _hub is not None:
+        _hub.close_soon()
+
+
 def job_ready(count: int = 1) -> None:
     """``count`` jobs became claimable: wake as many waiters once the transaction commits."""
     if connection.vendor == "postgresql":
