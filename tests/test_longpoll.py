@@ -28,6 +28,7 @@ from daemon_helpers import (
     wait_for,
     worker_server,
 )
+from fault_proxy import FaultProxy
 from fault_server import DROP, FaultServer, Reply
 
 from worker.api import API, Claim
@@ -55,7 +56,7 @@ def test_server_without_long_polls_gets_the_backoff(peer: FaultServer) -> None:
     """A server that answers at once without X-Long-Poll: wait was asked, back-off follows."""
     peer.answer("POST", "/jobs/request/", Reply(body={"job": None}))
     policy = claimer(API(host=peer.url, retry_for=0))
-    assert policy.claim() is None
+    assert policy.claim().job is None
     assert 5 <= policy.pause() <= 10
     [call] = peer.calls("POST", "/jobs/request/")
     assert 0.3 <= float(call.form["wait"]) <= 0.4
@@ -65,7 +66,7 @@ def test_held_empty_answer_means_ask_again_at_once(peer: FaultServer) -> None:
     """A server that held the claim for the wait it granted: the next claim follows at once."""
     peer.answer("POST", "/jobs/request/", Reply(body={"job": None}, headers=HELD, delay=0.4))
     policy = claimer(API(host=peer.url, retry_for=0))
-    assert policy.claim() is None
+    assert policy.claim().job is None
     assert policy.pause() == 0.0
 
 
@@ -73,7 +74,7 @@ def test_early_empty_answer_despite_the_header_gets_the_backoff(peer: FaultServe
     """X-Long-Poll but an instant empty answer (a stopping server): no spinning, back-off."""
     peer.answer("POST", "/jobs/request/", Reply(body={"job": None}, headers={"X-Long-Poll": "30"}))
     policy = claimer(API(host=peer.url, retry_for=0), long_poll=30)
-    assert policy.claim() is None
+    assert policy.claim().job is None
     assert 5 <= policy.pause() <= 10
 
 
@@ -82,7 +83,7 @@ def test_long_poll_cut_by_a_dropped_connection_is_retried_at_once(peer: FaultSer
     peer.fault("POST", "/jobs/request/", DROP)
     peer.answer("POST", "/jobs/request/", Reply(body={"job": 7}, headers=HELD))
     policy = claimer(API(host=peer.url, retry_for=10))
-    assert policy.claim() == 7
+    assert policy.claim().job == 7
     first, second = peer.calls("POST", "/jobs/request/")
     assert second.at - first.at < 1.0  # the transport's first retry waits at most 0.5 s
 
@@ -93,7 +94,22 @@ def test_claim_reports_the_granted_wait(peer: FaultServer) -> None:
     api = API(host=peer.url, retry_for=0)
     assert api.claim_job(12) == Claim(3, 12.0)
     assert api.request_job() == 3
-    assert "wait" not in peer.calls("POST", "/jobs/request/")[-1].form
+    assert peer.calls("POST", "/jobs/request/")[-1].form == {}
+
+
+def test_claim_details_are_taken_only_for_the_claimed_job(peer: FaultServer) -> None:
+    """Details sent with a claim are returned; details of another job are not trusted."""
+    details = {"id": 3, "algorithm": "knn", "dataset": 1}
+    peer.fault(
+        "POST",
+        "/jobs/request/",
+        Reply(body={"job": 3, "details": details}),
+        Reply(body={"job": 4, "details": details}),
+    )
+    api = API(host=peer.url, retry_for=0)
+    assert api.claim_job(details=True) == Claim(3, None, details)
+    assert api.claim_job(details=True) == Claim(4, None, None)
+    assert peer.calls("POST", "/jobs/request/")[0].form == {"details": "true"}
 
 
 @pytest.mark.slow
@@ -181,3 +197,21 @@ def test_sigterm_during_a_long_poll_stops_within_seconds(
         assert time.monotonic() - signalled < STOP_DEADLINE
     [job] = submit_jobs(admin_api(server.url), [("test_ok", "iris", {})])
     assert admin_api(server.url).get_job_result(job)["status"] == "pending"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed_only", [False, True], ids=["additions", "seed-only"])
+def test_claims_carry_details_or_the_worker_asks(
+    server: RunningServer, tmp_path: Path, seed_only: bool
+) -> None:
+    """Details and dataset info come with the claim; from a v1-only server they are asked."""
+    admin = admin_api(server.url)
+    jobs = submit_jobs(admin, [("test_ok", "iris", {}), ("test_ok", "iris", {})])
+    with FaultProxy(server.url) as proxy:
+        proxy.seed_only = seed_only
+        with start_worker(tmp_path, proxy.url) as worker:
+            assert worker.wait() == 0, worker.tail()
+        details_asked = len(proxy.received("GET", r"/jobs/\d+/"))
+        listings = len(proxy.received("GET", r"/datasets/"))
+    assert [admin.get_job_result(job)["status"] for job in jobs] == ["done", "done"]
+    assert (details_asked, listings) == ((2, 2) if seed_only else (0, 0))

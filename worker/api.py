@@ -294,20 +294,21 @@ class API:
         """
         return self.claim_job(wait).job
 
-    def claim_job(self, wait: float | None = None) -> Claim:
-        """Claim a job like :meth:`request_job`, saying whether the server held the request.
+    def claim_job(self, wait: float | None = None, *, details: bool = False) -> Claim:
+        """Claim a job like :meth:`request_job`, saying what else the server did.
 
         With ``wait``, the read timeout of this one call is ``wait`` plus the
         client's own read timeout, so a held request is not mistaken for a
-        dead one.
+        dead one. With ``details``, a server that can answers the claimed job's
+        details with the claim (what :meth:`get_job_details` returns).
 
         Returns:
-            A :class:`Claim`: the job id (or ``None``) and the seconds the
-            server granted to hold the request (``None`` from a server that
-            does not hold claims).
+            A :class:`Claim`: the job id (or ``None``), the seconds the server
+            granted to hold the request (``None`` from a server that does not
+            hold claims), and the job's details (``None`` when not given).
         """
         worker = self.worker_id or f"{socket.gethostname()}:{os.getpid()}"
-        fields = {} if wait is None else {"wait": round(wait, 3)}
+        fields = {"wait": None if wait is None else round(wait, 3), "details": details or None}
         response = self._send(
             "POST",
             "jobs/request/",
@@ -315,7 +316,11 @@ class API:
             headers={"X-Worker": worker},
             timeout=None if wait is None else self._long_poll_timeout(wait),
         )
-        return Claim(_job_id(json_body(response, dict)), _granted(response))
+        body = json_body(response, dict)
+        job = _job_id(body)
+        given = body.get("details")
+        same_job = isinstance(given, dict) and job is not None and given.get("id") == job
+        return Claim(job, _granted(response), given if same_job else None)
 
     def _long_poll_timeout(self, wait: float) -> tuple[float, float]:
         connect, read = _pair(self._transport.timeout)
@@ -479,10 +484,11 @@ class API:
 
 @dataclass(frozen=True)
 class Claim:
-    """The answer to a claim: the job (or ``None``) and the wait the server granted."""
+    """The answer to a claim: the job (or ``None``), the wait granted, the job's details."""
 
     job: int | None
     held: float | None  # seconds the server may hold a claim; None: it answers at once
+    details: dict[str, Any] | None = None  # as get_job_details; None: not sent with the claim
 
 
 def _granted(response: requests.Response) -> float | None:

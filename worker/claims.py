@@ -53,28 +53,29 @@ class Claimer:
         self._held = False  # the last empty answer came after a real wait
         self._idle = False  # "waiting for a job" is logged once per idle spell
 
-    def claim(self, *, burst: bool = False) -> int | None:
-        """The id of a newly claimed job, or None (none came, or a stop signal came first).
+    def claim(self, *, burst: bool = False) -> Claim:
+        """A newly claimed job with its details if the server sent them, or no job.
 
-        Raises the API's errors, as :meth:`API.claim_job` does.
+        No job when none came or a stop signal came first. Raises the API's
+        errors, as :meth:`API.claim_job` does.
         """
         if burst or self.long_poll <= 0:
             self._held = False
-            return self.api.request_job()
+            return self.api.claim_job(details=True)
         wait = random.uniform((1 - JITTER) * self.long_poll, self.long_poll)  # noqa: S311
         if not self._idle:
             _log.info("waiting for a job", long_poll=round(wait, 1))
             self._idle = True
         started = time.monotonic()
-        claim = self._interruptible(lambda: self.api.claim_job(wait))
+        claim = self._interruptible(lambda: self.api.claim_job(wait, details=True))
         if claim is None:  # a stop signal: the request is left to die with the process
             self._held = False
-            return None
+            return Claim(None, None)
         took = time.monotonic() - started
         self._held = claim.held is not None and took >= HELD_ENOUGH * min(claim.held, wait)
         if claim.job is None and claim.held is not None and not self._held:
             _log.info("the server answered a long poll early", held=claim.held, took=round(took, 3))
-        return claim.job
+        return claim
 
     def pause(self) -> float:
         """Seconds to wait before the next claim after an empty answer."""

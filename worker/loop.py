@@ -79,7 +79,7 @@ class JobLoop:
         while not self.shutdown.stopping:
             self.reporter.heartbeat()
             try:
-                job_id = claimer.claim(burst=burst)
+                claim = claimer.claim(burst=burst)
             except TransientError as exc:
                 self._server_away(exc)
                 continue
@@ -89,19 +89,21 @@ class JobLoop:
                 _log.error("the server refuses to hand out jobs", error=str(exc))
                 self._server_away(exc)
                 continue
-            if job_id is None:
+            if claim.job is None:
                 if burst:
                     return
                 self._status("idle")
                 self._sleep(claimer.pause())
                 continue
             claimer.reset()
-            self._process(job_id)
+            self._process(claim.job, claim.details)
 
-    def _process(self, job_id: int) -> None:
+    def _process(self, job_id: int, details: Mapping[str, Any] | None = None) -> None:
+        """Run one claimed job; its details come with the claim or are asked for."""
         started = time.monotonic()
         with job_context(worker_id=self.worker_id, job_id=job_id):
-            details = self._from_server(lambda: self.api.get_job_details(job_id))
+            if details is None:
+                details = self._from_server(lambda: self.api.get_job_details(job_id))
             if details is None:
                 return
             structlog.contextvars.bind_contextvars(
@@ -184,19 +186,21 @@ class JobLoop:
             job_id=job_id,
             algorithm=algorithm,
             params=params,
-            dataset=self._dataset(details.get("dataset")),
+            dataset=self._dataset(details.get("dataset"), details.get("dataset_info")),
             seed=seed if isinstance(seed, int) and not isinstance(seed, bool) else None,
         )
 
-    def _dataset(self, dataset_id: object) -> Dataset:
+    def _dataset(self, dataset_id: object, given: object = None) -> Dataset:
         """The job's dataset, built; points cross the network once per version.
 
-        Raises DatasetError for points that make no dataset, with the sentence
-        the job process would have reported.
+        Its info comes with the job's details where the server sends it
+        (``dataset_info``), else from ``GET datasets/``. Raises DatasetError
+        for points that make no dataset, with the sentence the job process
+        would have reported.
         """
         if not isinstance(dataset_id, int) or isinstance(dataset_id, bool):
             raise JobFailed(f"the job's dataset must be a dataset id, not {dataset_id!r}")
-        info = self.api.get_datasets().get(dataset_id)
+        info = given if isinstance(given, dict) else self.api.get_datasets().get(dataset_id)
         if info is None:
             raise JobFailed(f"dataset {dataset_id} does not exist on the server")
         try:

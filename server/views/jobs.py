@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from typing import Any
 
 from django.contrib.auth.models import User
 from django.http import HttpRequest, HttpResponse
@@ -22,6 +23,7 @@ from server.views.common import (
     user_of,
     valid_form,
 )
+from server.wakeup import hub
 from server.wire import job_details, job_result
 
 SEED_LIMIT = 2**31
@@ -93,7 +95,8 @@ async def request_job(request: HttpRequest) -> HttpResponse:
 
     With ``wait=<seconds>`` the request is held until a job comes or the wait ends (a long
     poll, :mod:`server.longpoll`); the ``X-Long-Poll`` header tells the seconds granted, so
-    a worker knows this server holds claims.
+    a worker knows this server holds claims. With ``details=true`` the answer also carries
+    the claimed job's details, saving the worker a ``GET jobs/<id>/``.
     """
     try:
         wait = granted_wait(request.POST.get("wait"))
@@ -102,6 +105,9 @@ async def request_job(request: HttpRequest) -> HttpResponse:
     if wait > 0:
         await shed_request_thread()
     job = await claim_waiting(request.headers.get("X-Worker", ""), wait)
-    answer = json_response({"job": job})
+    body: dict[str, Any] = {"job": job}
+    if job is not None and request.POST.get("details") == "true":
+        body["details"] = await hub().in_db_thread(lambda: job_details(Job.objects.get(pk=job)))
+    answer = json_response(body)
     answer[LONG_POLL_HEADER] = f"{wait:g}"
     return answer
