@@ -3,10 +3,11 @@
 Run with ``.venv/bin/python bench/capacity.py`` (under a minute).
 
 The real server (default settings: gunicorn with uvicorn workers, SQLite) is asked
-``GET datasets/`` ``--requests`` times (100) one after the other, first with no long poll
-open, then with ``--polls`` (500) claims held open (``POST jobs/request/`` with
-``wait=60``, each on its own connection, sent by one asyncio loop in this process). It
-reports the latencies of both rounds side by side, the server's threads and open database
+``GET datasets/`` ``--requests`` times (100) one after the other: with no long poll open,
+then twice with ``--polls`` (500) claims held open (``POST jobs/request/`` with
+``wait=60``, each on its own connection, sent by one asyncio loop in this process); the
+first of those rounds overlaps the 500 arriving, the second has them all waiting. It
+reports the latencies of the rounds side by side, the server's threads and open database
 files in each state (a long poll must cost neither), and how long one submitted job takes
 to end one of the held polls.
 """
@@ -104,6 +105,12 @@ def timed_gets(url: str, count: int) -> list[float]:
     return seconds
 
 
+def ratio(rounds: dict[str, list[float]], q: float) -> float:
+    """The ``q``-th percentile of the last round over that of the first."""
+    values = list(rounds.values())
+    return percentile(values[-1], q) / percentile(values[0], q)
+
+
 def server_footprint(server: BenchServer) -> tuple[int, int]:
     """Threads of all server processes, and their open files on the SQLite database."""
     threads = files = 0
@@ -129,7 +136,8 @@ def measure(args: argparse.Namespace, root: Path) -> str:
         alone = timed_gets(server.url, args.requests)
         held = HeldPolls(server.url, admin, args.polls)
         held.open()
-        crowded = timed_gets(server.url, args.requests)
+        arriving = timed_gets(server.url, args.requests)  # while the 500 are being taken in
+        crowded = timed_gets(server.url, args.requests)  # with all of them waiting
         held_footprint = server_footprint(server)
         answered_early = len(held.answers)
         submitted = time.monotonic()
@@ -137,13 +145,17 @@ def measure(args: argparse.Namespace, root: Path) -> str:
         wait_for(lambda: len(held.answers) > answered_early, "a held poll to get the job", 30)
         woken = held.answers[-1][0] - submitted
         held.close()
-    return report(args, alone, crowded, idle_footprint, held_footprint, answered_early, woken)
+    rounds = {
+        "no long poll open": alone,
+        f"{args.polls} arriving at once": arriving,
+        f"{args.polls} long polls held": crowded,
+    }
+    return report(args, rounds, idle_footprint, held_footprint, answered_early, woken)
 
 
 def report(
     args: argparse.Namespace,
-    alone: list[float],
-    crowded: list[float],
+    rounds: dict[str, list[float]],
     idle: tuple[int, int],
     held: tuple[int, int],
     early: int,
@@ -163,9 +175,8 @@ def report(
             f"machine: {machine()}",
             "",
             f"  {'':<26}{'median':>10}{'p95':>10}{'max':>10}",
-            row("no long poll open", alone),
-            row(f"{args.polls} long polls open", crowded),
-            f"  p95 ratio, held / alone: {percentile(crowded, 95) / percentile(alone, 95):.2f}",
+            *(row(name, values) for name, values in rounds.items()),
+            f"  held / none open: median {ratio(rounds, 50):.2f}, p95 {ratio(rounds, 95):.2f}",
             "",
             f"  server threads: {idle[0]} idle, {held[0]} with the polls held; "
             f"open database files: {idle[1]} idle, {held[1]} held",
