@@ -2,7 +2,7 @@
 
 Each is a thin adapter: the estimator class with scikit-learn's own defaults,
 and an explicit list of the hyper-parameters a job may set. Left out
-everywhere, besides the forbidden names of ``params.py``:
+everywhere, besides the forbidden names of ``forbidden.py``:
 
 - parameters that take arrays of the worker's making or Python objects:
   ``metric_params``/``kernel_params`` (dicts of arbitrary values),

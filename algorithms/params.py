@@ -3,57 +3,35 @@
 A job's params come from a student over the network, so they are checked in
 three layers before anything is fitted:
 
-1. **Policy.** Only the names an algorithm declares are accepted. Names that
-   let a job take over the machine or touch its files are never allowed, for
-   built-ins and plugins alike: process and thread counts (``n_jobs``),
-   logging (``verbose``), caches and paths (``memory``: AgglomerativeClustering
-   creates that directory), ``warm_start`` (every job starts from scratch so
-   results repeat) and the ``copy`` flags (with them off an estimator may
-   change the worker's arrays in place, and later predictions see altered
-   data).
+1. **Policy.** Only the names an algorithm declares are accepted, and
+   never one of ``forbidden.py`` (threads, logging, caches, files, in-place
+   changes), for built-ins and plugins alike.
 2. **JSON types.** A value is ``None``, a bool, an int, a finite float, a
    string, or a (nested) list of those, which becomes a tuple. Nothing is
    imported, evaluated or unpickled: a string stays a string. Strings starting
    with ``precomputed`` are refused because a job sends feature values, never
    a distance or kernel matrix.
-3. **scikit-learn's own validation** (``_validate_params``), which checks
-   types and ranges and names what is allowed. scikit-learn accepts ``True``
-   for an int; we refuse a bool wherever the parameter is not a true/false one.
+3. **scikit-learn's own validation** (``_validate_params``, reached through
+   ``sklearn_private.py``), which checks types and ranges and names what is
+   allowed. scikit-learn accepts ``True`` for an int; we refuse a bool
+   wherever the parameter is not a true/false one.
 """
 
 from __future__ import annotations
 
 import difflib
 import math
-import re
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
-
-from sklearn.utils._param_validation import InvalidParameterError
+from typing import Any
 
 from algorithms.errors import InvalidParamsError
+from algorithms.forbidden import is_forbidden
+from algorithms.registry import Algorithm
+from algorithms.sklearn_private import parameter_constraints, validation_error
 
-if TYPE_CHECKING:
-    from algorithms.registry import Algorithm
+__all__ = ["build_estimator", "check_params"]
 
-__all__ = ["FORBIDDEN_PARAMS", "build_estimator", "check_params", "is_forbidden"]
-
-FORBIDDEN_PARAMS = frozenset(
-    {"n_jobs", "verbose", "memory", "warm_start", "copy", "copy_x", "copy_X", "cache_size"}
-)
-# Word parts of a parameter name that mean threads, logs, files or caches; they
-# catch plugin estimators' spellings (num_threads, log_file, cache_dir, ...).
-_FORBIDDEN_PARTS = frozenset(
-    {"jobs", "threads", "thread", "nthread", "verbose", "memory", "cache", "callback",
-     "callbacks", "path", "file", "filename", "dir", "directory", "folder"}
-)  # fmt: skip
-_WORD = re.compile(r"[a-z0-9]+")
 _SEED_RANGE = 2**32  # numpy's seeds are 32-bit; larger job seeds wrap around
-
-
-def is_forbidden(name: str) -> bool:
-    """Whether a parameter name is one no job may set (see the module docstring)."""
-    return name in FORBIDDEN_PARAMS or bool(_FORBIDDEN_PARTS & set(_WORD.findall(name.lower())))
 
 
 def check_params(algorithm: Algorithm, params: Mapping[str, Any]) -> dict[str, Any]:
@@ -88,12 +66,9 @@ def build_estimator(algorithm: Algorithm, params: Mapping[str, Any], seed: int |
     ):
         estimator.set_params(random_state=seed % _SEED_RANGE)
     _refuse_misplaced_bools(algorithm, estimator, checked)
-    validate = getattr(estimator, "_validate_params", None)
-    if validate is not None and hasattr(estimator, "_parameter_constraints"):
-        try:
-            validate()
-        except InvalidParameterError as exc:
-            raise InvalidParamsError(f"Invalid params for {algorithm.name}: {exc}") from None
+    error = validation_error(estimator)
+    if error is not None:
+        raise InvalidParamsError(f"Invalid params for {algorithm.name}: {error}")
     return estimator
 
 
@@ -146,7 +121,7 @@ def _refuse_misplaced_bools(
     Python counts ``True`` as the int 1, so sklearn would accept
     ``n_neighbors=true``; a student almost certainly meant something else.
     """
-    constraints = getattr(estimator, "_parameter_constraints", {})
+    constraints = parameter_constraints(estimator)
     for key, value in checked.items():
         allowed = constraints.get(key)
         if isinstance(value, bool) and allowed is not None and not _takes_bool(allowed):

@@ -9,7 +9,7 @@ The entry point's name is the algorithm's name. Its object is either an
 ``Algorithm`` (full control over the description and allowed params) or any
 scikit-learn-compatible estimator class; for a class the task follows from
 the estimator (classifier, regressor or clusterer) and a job may set every
-parameter of ``get_params()`` except the forbidden ones of ``params.py``.
+parameter of ``get_params()`` except the forbidden ones of ``forbidden.py``.
 
 Loading a plugin runs its code, so one that fails in any way (import error,
 wrong object, duplicate name, a bad declaration) is reported and skipped; it
@@ -25,7 +25,7 @@ from typing import Any
 import structlog
 from sklearn.utils import get_tags
 
-from algorithms.params import is_forbidden
+from algorithms.forbidden import is_forbidden
 from algorithms.registry import Algorithm, LoadReport, Registry
 
 __all__ = ["GROUP", "algorithm_from_object", "load_plugins"]

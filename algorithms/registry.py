@@ -1,16 +1,16 @@
-"""Names to algorithms: the built-ins plus plugins from entry points.
+"""Names to algorithms: what an algorithm is, and the registry that holds them.
 
 A job names its algorithm with a short string a student types (``knn``,
 ``kmeans``); the registry maps it to an ``Algorithm``: the task it solves,
 how to make its estimator, and which hyper-parameters a job may set. Unlike
 registries that silently replace a duplicate name, ours refuses it, so a
-plugin can never shadow a built-in or another plugin.
+plugin can never shadow a built-in or another plugin. The registry every
+process uses, built-ins plus plugins, is ``catalog.default_registry()``.
 """
 
 from __future__ import annotations
 
 import difflib
-import functools
 import math
 import re
 from collections.abc import Callable, Iterable, Iterator
@@ -19,9 +19,9 @@ from typing import Any
 
 from algorithms.dataset import TASKS
 from algorithms.errors import DuplicateAlgorithmError, UnknownAlgorithmError
-from algorithms.params import is_forbidden
+from algorithms.forbidden import is_forbidden
 
-__all__ = ["Algorithm", "LoadReport", "Registry", "default_registry", "json_safe"]
+__all__ = ["Algorithm", "LoadReport", "Registry", "json_safe"]
 
 # The protocol accepts these algorithm names at submit; one the server takes
 # must be one the registry can hold.
@@ -146,21 +146,6 @@ class Registry:
 
     def __contains__(self, name: object) -> bool:
         return name in self._algorithms
-
-
-@functools.cache
-def default_registry() -> Registry:
-    """The built-ins plus every loadable plugin; built once per process.
-
-    Broken plugins are in ``.reports`` (and logged as warnings), never raised.
-    """
-    # Imported here: both modules build on Algorithm and Registry above.
-    from algorithms.builtin import BUILTINS
-    from algorithms.plugins import load_plugins
-
-    registry = Registry(BUILTINS)
-    load_plugins(registry)
-    return registry
 
 
 def json_safe(value: Any) -> Any:

@@ -26,11 +26,12 @@ import numpy as np
 from sklearn.metrics import accuracy_score, r2_score
 from threadpoolctl import ThreadpoolController
 
+from algorithms.catalog import default_registry
 from algorithms.dataset import SETS, Dataset
 from algorithms.errors import AlgorithmError
 from algorithms.params import build_estimator
 from algorithms.pictures import Picture, draw_pictures
-from algorithms.registry import Algorithm, Registry, default_registry
+from algorithms.registry import Algorithm, Registry
 from algorithms.scoring import score_predictions
 
 __all__ = ["JobResult", "run_algorithm"]

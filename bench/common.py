@@ -1,8 +1,9 @@
 """What both benchmarks share: the real reference server, worker processes, /proc readings.
 
 Everything here runs the installed console scripts next to this Python
-(``mlworker-server``, ``mlworker``) as real processes on 127.0.0.1, as the
-end-to-end tests do, with every file in a temporary directory. Numbers come
+(``mlworker-server``, ``mlworker``) as real processes on 127.0.0.1, with
+every file in a temporary directory; the server starts as the tests and the
+demo start it (``worker.reference_server``). Numbers come
 from wall clocks (``time.time()``, the clock of the worker's log timestamps)
 and from ``/proc/<pid>/stat`` (CPU in clock ticks, Linux only).
 """
@@ -25,15 +26,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Self, TypeVar
 from urllib.parse import urlsplit
 
 from worker.api import API
+from worker.reference_server import ReferenceServer, clean_environment
 
 T = TypeVar("T")
 BIN = Path(sys.executable).parent
-READY_LINE = re.compile(r"mlworker-server: serving on (http://127\.0\.0\.1:\d+)/")
 ADMIN = "bench-worker"
 ADMIN_PASSWORD = "bench-Pw-4t7"  # noqa: S105 - the throw-away account of a throw-away server
 START_DEADLINE = 60.0
@@ -56,68 +56,20 @@ def write_dataset(path: Path, points: int, *, seed: int = 0) -> Path:
     return path
 
 
-class BenchServer:
+class BenchServer(ReferenceServer):
     """``mlworker-server run`` on a free loopback port, with an admin (worker) account."""
 
     def __init__(self, data_dir: Path) -> None:
-        self.data_dir = data_dir
-        self.url = ""
-        self.process: subprocess.Popen[bytes] | None = None
-        self.log_path = data_dir / "server.log"
+        super().__init__(data_dir, start_deadline=START_DEADLINE)
 
-    def __enter__(self) -> Self:
-        self.data_dir.mkdir(parents=True)
-        password_file = self.data_dir / "password"
-        password_file.write_text(ADMIN_PASSWORD + "\n")
-        self.cli("adduser", ADMIN, "--admin", "--password-file", str(password_file))
-        with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(
-                [*self._command("run"), "--bind", "127.0.0.1:0"],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=clean_environment(),
-                start_new_session=True,
-            )
-        self.url = wait_for(self._announced, "the server's ready line", START_DEADLINE) + "/"
-        return self
+    def start(self) -> None:
+        """Create the admin account, then start the server and wait until it answers."""
+        self.add_user(ADMIN, ADMIN_PASSWORD, admin=True)
+        super().start()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        if self.process is not None:
-            stop(self.process)  # gunicorn stops its workers gracefully on SIGTERM
-
-    def _announced(self) -> str:
-        assert self.process is not None
-        if self.process.poll() is not None:
-            raise RuntimeError(f"the server exited:\n{self.log_path.read_text()}")
-        found = READY_LINE.search(self.log_path.read_text(errors="replace"))
-        return found.group(1) if found else ""
-
-    def _command(self, command: str) -> list[str]:
-        return [str(BIN / "mlworker-server"), command, "--data-dir", str(self.data_dir)]
-
-    def cli(self, *args: str) -> str:
-        """``mlworker-server COMMAND --data-dir DIR ARGS...``; its stdout."""
-        command, *rest = args
-        result = subprocess.run(
-            [*self._command(command), *rest],
-            capture_output=True,
-            text=True,
-            env=clean_environment(),
-            check=False,
-        )
-        if result.returncode != 0:
-            raise RuntimeError(f"mlworker-server {command} failed: {result.stderr}")
-        return result.stdout
-
-    def import_dataset(self, csv: Path, name: str, task: str) -> int:
+    def import_dataset(self, csv: Path, name: str, task: str, *extra: str) -> int:
         """Import ``csv`` with a seeded random 0.6/0.2/0.2 split; the dataset id."""
-        seed = ("--seed", "0")
-        return int(self.cli("import-dataset", str(csv), "--name", name, "--task", task, *seed))
+        return super().import_dataset(csv, name, task, "--seed", "0", *extra)
 
     def pids(self) -> list[int]:
         """The server's processes now: gunicorn's arbiter and its workers."""
@@ -127,18 +79,6 @@ class BenchServer:
     def api(self) -> API:
         """A session as the admin (worker) account."""
         return API(ADMIN, ADMIN_PASSWORD, self.url, retry_for=0)
-
-
-def clean_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """This environment without MLWORKER_*, systemd's notify variables or DATABASE_URL."""
-    dropped = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "DATABASE_URL")
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith("MLWORKER_") and key not in dropped
-    }
-    env.update(extra or {})
-    return env
 
 
 def start_worker(host: str, workdir: Path, *flags: str) -> subprocess.Popen[bytes]:

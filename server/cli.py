@@ -13,11 +13,14 @@ import getpass
 import os
 import sys
 from collections.abc import Sequence
+from importlib.metadata import version
 from pathlib import Path
 
 from server.constants import TASKS
 
 PROG = "mlworker-server"
+DESCRIPTION = "Run the reference job server, add users, import datasets."
+EPILOG = "exit status: 0 done, 1 the command failed (the reason on stderr), 2 bad arguments"
 
 
 class CommandError(Exception):
@@ -63,9 +66,12 @@ def _parser() -> argparse.ArgumentParser:
         help="database, media and secret key (default: $MLWORKER_SERVER_DATA_DIR or "
         "./mlworker-data)",
     )
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=PROG, description=DESCRIPTION, epilog=EPILOG)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version('mlworker')}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    add = functools.partial(commands.add_parser, parents=[common], allow_abbrev=False)
+    add = functools.partial(
+        commands.add_parser, parents=[common], allow_abbrev=False, epilog=EPILOG
+    )
 
     run = add("run", help="serve the job server")
     run.add_argument("--bind", type=_bind, default="127.0.0.1:8000", help="HOST:PORT")
@@ -90,6 +96,8 @@ def _parser() -> argparse.ArgumentParser:
 
     manage = add("manage", help="run a Django management command (operators)")
     manage.add_argument("args", nargs=argparse.REMAINDER, help="e.g. changepassword NAME")
+    for subparser in commands.choices.values():
+        subparser.set_defaults(subparser=subparser)
     return parser
 
 
@@ -175,7 +183,13 @@ def _import_dataset(args: argparse.Namespace) -> None:
         )
     except (DatasetImportError, OSError) as error:
         raise CommandError(str(error)) from None
-    print(dataset.pk)
+    from server.wire import set_sizes
+
+    sizes = ", ".join(f"{n} {name}" for name, n in set_sizes(dataset).items())
+    print(
+        f"imported dataset {dataset.pk} {dataset.name!r} ({dataset.task}): "
+        f"{sizes} points; version {dataset.version}"
+    )
 
 
 def _manage(args: argparse.Namespace) -> None:
@@ -195,7 +209,9 @@ COMMANDS = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``mlworker-server`` console script."""
-    args = _parser().parse_args(argv)
+    args, unknown = _parser().parse_known_args(argv)
+    if unknown:  # the subcommand's usage, not the top level's
+        args.subparser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         COMMANDS[args.command](args)
     except CommandError as error:

@@ -12,149 +12,69 @@
         server.restart()                            # same port, same data directory
         server.stop()
 
-Each call starts ``mlworker-server run --bind 127.0.0.1:0 --data-dir <dir>`` (``--demo`` when
-asked: accounts ``backend``/``foobar`` (admin) and ``student``/``student``) with a fresh SQLite
-database in a temporary directory unless ``data_dir`` is given (``env`` adds variables to the
-server's and its CLI's environment, e.g. ``{"DATABASE_URL": ...}``), reads the port from the
-server's ready line (``server.port``, ``server.url``), waits until ``GET login/`` answers
-(with a deadline; a server that dies early fails with its log), and stops it with SIGTERM at
-the end of the module. The server's output goes to
-``<data_dir>/server.log``. ``demo_server`` is one shared demo server per test module.
+Each call starts the server as ``worker.reference_server`` does (the demo and the benchmarks
+use the same module): ``mlworker-server run --bind 127.0.0.1:0 --data-dir <dir>`` (``--demo``
+when asked: accounts ``backend``/``foobar`` (admin) and ``student``/``student``) with a fresh
+SQLite database in a temporary directory unless ``data_dir`` is given (``env`` adds variables
+to the server's and its CLI's environment, e.g. ``{"DATABASE_URL": ...}``), reads the port
+from the server's ready line (``server.port``, ``server.url``), waits until ``GET login/``
+answers (with a deadline; a server that dies early fails the test with its log), and stops it
+with SIGTERM at the end of the module. The server's output goes to ``<data_dir>/server.log``.
+``demo_server`` is one shared demo server per test module.
 """
 
 from __future__ import annotations
 
-import os
-import re
-import shutil
-import signal
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 from server_helpers import dataset_id
 
 from worker.api import API
+from worker.defaults import DEFAULT_PASSWORD, DEFAULT_USERNAME
+from worker.reference_server import (
+    ReferenceServer,
+    ServerProcessError,
+    clean_environment,
+    console_script,
+    free_port,
+)
 
-START_DEADLINE = 60.0
-STOP_DEADLINE = 30.0
-READY_LINE = re.compile(r"mlworker-server: serving on http://127\.0\.0\.1:(\d+)/")
-SERVER_ENV_VARS = ("DATABASE_URL", "MLWORKER_SERVER_DATA_DIR", "MLWORKER_SERVER_LEASE_GRACE")
+__all__ = ["RunningServer", "free_port", "server_command", "server_env"]
+
+server_env = clean_environment
 
 
 def server_command() -> list[str]:
     """The ``mlworker-server`` console script installed next to this Python."""
-    script = Path(sys.executable).parent / "mlworker-server"
-    if not script.exists():
-        found = shutil.which("mlworker-server")
-        if found is None:
-            pytest.fail("mlworker-server is not installed: run `pip install -e .[server]`")
-        script = Path(found)
-    return [str(script)]
+    try:
+        return [console_script("mlworker-server")]
+    except FileNotFoundError:
+        pytest.fail("mlworker-server is not installed: run `pip install -e .[server]`")
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+class RunningServer(ReferenceServer):
+    """The reference server of ``worker.reference_server`` with a test's conveniences.
 
-
-def server_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment for server processes: ours without its server variables, plus ``extra``.
-
-    Without ``extra`` the server uses SQLite in its data directory; ``{"DATABASE_URL": ...}``
-    points it at another database.
-    """
-    env = {key: value for key, value in os.environ.items() if key not in SERVER_ENV_VARS}
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(extra or {})
-    return env
-
-
-class RunningServer:
-    """One ``mlworker-server run`` process and the CLI around its data directory.
-
-    The first start binds port 0 and reads the port from the server's ready line, so two
-    test processes can never race for one port; a restart binds the same port again.
+    A server that fails to start, or a command that fails, fails the test with
+    the server's output; the clients made by :meth:`api` are closed before a stop.
     """
 
     def __init__(
-        self,
-        data_dir: Path,
-        *,
-        demo: bool,
-        lease_grace: int,
-        env: Mapping[str, str] | None = None,
+        self, data_dir: Path, *, demo: bool, lease_grace: int, env: Mapping[str, str] | None = None
     ) -> None:
-        self.data_dir = data_dir
-        self.demo = demo
-        self.lease_grace = lease_grace
-        self.extra_env = dict(env or {})
-        self.port = 0
-        self.log_path = data_dir / "server.log"
-        self.process: subprocess.Popen[bytes] | None = None
+        super().__init__(data_dir, demo=demo, lease_grace=lease_grace, env=env)
         self.clients: list[API] = []
-
-    @property
-    def url(self) -> str:
-        """The server's base URL, ``http://127.0.0.1:<port>/``."""
-        return f"http://127.0.0.1:{self.port}/"
 
     def start(self) -> None:
         """Start the server and wait until it answers ``GET login/``."""
-        args = ["run", "--bind", f"127.0.0.1:{self.port}", "--lease-grace", str(self.lease_grace)]
-        if self.demo:
-            args.append("--demo")
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [*server_command(), *args, "--data-dir", str(self.data_dir)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=server_env(self.extra_env),
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + START_DEADLINE
-        self.port = self._announced_port(log_start, deadline)
-        self._wait_until_up(deadline)
-
-    def _check_alive(self) -> None:
-        assert self.process is not None
-        if self.process.poll() is not None:
-            pytest.fail(f"the server exited with {self.process.returncode}:\n{self.log()}")
-
-    def _announced_port(self, log_start: int, deadline: float) -> int:
-        """The port of the ready line this start wrote to the log."""
-        while time.monotonic() < deadline:
-            self._check_alive()
-            with self.log_path.open("rb") as log:
-                log.seek(log_start)
-                found = READY_LINE.search(log.read().decode(errors="replace"))
-            if found:
-                return int(found.group(1))
-            time.sleep(0.05)
-        self.stop()
-        pytest.fail(f"the server did not announce its URL within {START_DEADLINE} s:\n{self.log()}")
-
-    def _wait_until_up(self, deadline: float) -> None:
-        while time.monotonic() < deadline:
-            self._check_alive()
-            try:
-                if requests.get(self.url + "login/", timeout=2).status_code == 200:
-                    return
-            except (requests.ConnectionError, requests.Timeout):  # not up yet, or still busy
-                pass
-            time.sleep(0.05)
-        self.stop()
-        pytest.fail(f"the server did not answer within {START_DEADLINE} s:\n{self.log()}")
+        try:
+            super().start()
+        except (ServerProcessError, FileNotFoundError) as exc:
+            pytest.fail(str(exc))
 
     def stop(self) -> None:
         """SIGTERM, then wait for the graceful stop (SIGKILL if it hangs).
@@ -163,54 +83,18 @@ class RunningServer:
         next call): gunicorn keeps idle connections open for up to 2 s of a graceful stop, in
         case a request is on its way, and nothing of ours is sending one.
         """
-        if self.process is None or self.process.poll() is not None:
-            return
         for client in self.clients:
             client.close()
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=STOP_DEADLINE)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        super().stop()
 
-    def restart(self) -> None:
-        """Stop and start again: same port, same data directory."""
-        self.stop()
-        self.start()
-
-    def log(self) -> str:
-        """The server's output so far."""
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def cli(self, *args: str, check: bool = True, stdin: str | None = None) -> Any:
+    def cli(
+        self, *args: str, check: bool = True, stdin: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
         """Run ``mlworker-server COMMAND --data-dir <data_dir> ARGS...``; the CompletedProcess."""
-        command, *rest = args
-        result = subprocess.run(
-            [*server_command(), command, "--data-dir", str(self.data_dir), *rest],
-            capture_output=True,
-            text=True,
-            env=server_env(self.extra_env),
-            input=stdin,
-            timeout=120,
-            check=False,
-        )
-        if check and result.returncode != 0:
-            pytest.fail(f"mlworker-server {' '.join(args)} failed: {result.stderr}")
-        return result
-
-    def add_user(self, name: str, password: str, admin: bool = False) -> None:
-        """``mlworker-server adduser`` with the password in a file (never on the command line)."""
-        password_file = self.data_dir / f"password-{name}"
-        password_file.write_text(password + "\n")
-        args = ["adduser", name, "--password-file", str(password_file)]
-        self.cli(*args, *(["--admin"] if admin else []))
-        password_file.unlink()
-
-    def import_dataset(self, csv: Path, name: str, task: str, *extra: str) -> int:
-        """``mlworker-server import-dataset CSV --name NAME --task TASK EXTRA...``; the id."""
-        result = self.cli("import-dataset", str(csv), "--name", name, "--task", task, *extra)
-        return int(result.stdout.strip())
+        try:
+            return super().cli(*args, check=check, stdin=stdin)
+        except ServerProcessError as exc:
+            pytest.fail(str(exc))
 
     def shell(self, code: str) -> str:
         """Run Python with the server's settings (``manage shell -c``); its output."""
@@ -270,7 +154,7 @@ def demo_server(start_server: Callable[..., RunningServer]) -> RunningServer:
 @pytest.fixture(scope="module")
 def admin(demo_server: RunningServer) -> API:
     """The demo's worker account, logged in (a module may define its own `admin`)."""
-    return demo_server.api("backend", "foobar")
+    return demo_server.api(DEFAULT_USERNAME, DEFAULT_PASSWORD)
 
 
 @pytest.fixture(scope="module")

@@ -29,7 +29,7 @@ import structlog
 structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
 
 from algorithms.dataset import Dataset
-from algorithms.registry import default_registry
+from algorithms.catalog import default_registry
 from algorithms.run import run_algorithm
 
 jobs, seed = json.load(open(sys.argv[1])), int(sys.argv[2])

@@ -9,9 +9,10 @@ import pytest
 from sklearn.neighbors import KNeighborsClassifier
 
 from algorithms.builtin import BUILTINS
+from algorithms.catalog import default_registry
 from algorithms.errors import DuplicateAlgorithmError, UnknownAlgorithmError
-from algorithms.params import is_forbidden
-from algorithms.registry import Algorithm, Registry, default_registry
+from algorithms.forbidden import is_forbidden
+from algorithms.registry import Algorithm, Registry
 
 ISSUE_NAMES = {
     "classification": [

@@ -27,6 +27,7 @@ def _mlworker(*args: str, pythonpath: Path | None = None) -> subprocess.Complete
     )
 
 
+@pytest.mark.slow  # an `mlworker` process
 def test_json_lists_every_builtin_with_defaults() -> None:
     """--json prints one JSON list: every built-in with task, description, defaults, source."""
     done = _mlworker("algorithms", "--json")
@@ -41,6 +42,7 @@ def test_json_lists_every_builtin_with_defaults() -> None:
     assert done.stderr == ""
 
 
+@pytest.mark.slow  # an `mlworker` process
 def test_text_lists_every_builtin() -> None:
     """Without --json, each algorithm gets a readable block: name, task, source, params."""
     done = _mlworker("algorithms")
@@ -50,6 +52,7 @@ def test_text_lists_every_builtin() -> None:
     assert '  params: n_neighbors=5, weights="uniform", algorithm="auto"' in done.stdout
 
 
+@pytest.mark.slow  # an `mlworker` process
 def test_plugins_are_listed_and_broken_ones_reported_on_stderr(tmp_path: Path) -> None:
     """Installed plugins join the list; skipped ones go to stderr and the listing still succeeds."""
     install_teacher_plugins(tmp_path)
@@ -72,4 +75,4 @@ def test_a_command_is_required(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as caught:
         main([])
     assert caught.value.code == 2
-    assert "usage: mlworker [-h] COMMAND" in capsys.readouterr().err
+    assert "usage: mlworker [-h] [--version] COMMAND" in capsys.readouterr().err

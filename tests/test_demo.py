@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import re
 import shutil
@@ -14,10 +16,11 @@ import requests
 from daemon_helpers import mlworker_command, wait_for, worker_environment
 from fleet_helpers import processes_in
 
-pytestmark = pytest.mark.slow
+from worker.demo_progress import Progress, WorkerEvents
 
 DEMO_DEADLINE = 300.0  # seconds for the whole demo on a loaded 2-core machine
 DEMO_JOBS = 15  # server/demo.py's JOBS
+PROGRESS = re.compile(r"^(\d+)/15 jobs done, (\d+) running", re.M)
 ROW = re.compile(r"^\s*(\d+)\s+(\S+)\s+(\S+)\s+([\d.]+|-)\s+([\d.]+|-)\s+([\d.]+|-)\s+(.+)$")
 
 
@@ -66,8 +69,11 @@ def answers(url: str) -> bool:
     return True
 
 
+@pytest.mark.slow
 def test_demo_runs_every_job_prints_the_table_and_cleans_up(tmp_path: Path) -> None:
-    """Every demo job succeeds, the table shows each with scores; server and files are gone."""
+    """Every demo job succeeds, the table shows each with scores; server and files are gone;
+    progress never shows more jobs running than processes, and the last line names only what
+    still exists."""
     status, output = run_demo(tmp_path)
     assert status == 0, output
     rows = table(output)
@@ -75,11 +81,20 @@ def test_demo_runs_every_job_prints_the_table_and_cleans_up(tmp_path: Path) -> N
     assert {row[-1] for row in rows.values()} == {"success"}, output
     assert all(0 <= float(row[2]) <= 1 for row in rows.values())
     assert rows[1][:2] == ("knn", "iris")
-    assert re.search(r"\d+ pictures were drawn", output)
+    progress = [(int(done), int(running)) for done, running in PROGRESS.findall(output)]
+    assert progress[-1] == (DEMO_JOBS, 0), output
+    assert max(running for _, running in progress) <= 2, output  # the demo's 2 processes
+    assert [done for done, _ in progress] == sorted(done for done, _ in progress)
+    assert re.fullmatch(
+        r"\d+ pictures were drawn\. The demo's server and files go now; to browse the results "
+        r"and pictures, run: mlworker demo --keep",
+        output.splitlines()[-1],
+    ), output
     assert not demo_directory(output).exists()
     assert not answers(server_url(output))
 
 
+@pytest.mark.slow
 def test_keep_leaves_a_server_whose_admin_shows_the_results(tmp_path: Path) -> None:
     """--keep: the server runs on, its Django admin takes the printed login and has the pictures."""
     status, output = run_demo(tmp_path, "--keep", "--processes", "3")
@@ -113,6 +128,7 @@ def test_keep_leaves_a_server_whose_admin_shows_the_results(tmp_path: Path) -> N
         shutil.rmtree(directory)
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_server_and_workers_and_removes_the_directory(tmp_path: Path) -> None:
     """Ctrl-C while workers run jobs: exit 130, no server or worker left, no directory left."""
     log = tmp_path / "demo.out"
@@ -126,7 +142,7 @@ def test_ctrl_c_stops_server_and_workers_and_removes_the_directory(tmp_path: Pat
         )
     try:
         wait_for(
-            lambda: re.search(r"jobs finished, [1-9]\d* running", log.read_text()),
+            lambda: re.search(r"jobs done, [1-9]\d* running", log.read_text()),
             "the workers to run jobs",
             DEMO_DEADLINE,
         )
@@ -141,3 +157,44 @@ def test_ctrl_c_stops_server_and_workers_and_removes_the_directory(tmp_path: Pat
     assert not directory.exists()
     assert not answers(server_url(output))
     assert processes_in(directory) == []
+
+
+def test_worker_events_count_what_runs_now(tmp_path: Path) -> None:
+    """Running jobs are those started and not finished in the workers' log; a half-written
+    line waits for its end, other lines are skipped."""
+    log = tmp_path / "worker.log"
+    lines = [
+        {"event": "worker ready"},
+        {"event": "worker ready"},
+        {"event": "job started", "job_id": 1},
+        {"event": "job started", "job_id": 2},
+        {"event": "job finished", "job_id": 1},
+    ]
+    log.write_text("not json\n" + "".join(json.dumps(line) + "\n" for line in lines))
+    events = WorkerEvents(log)
+    events.update()
+    assert (events.ready, events.running, events.finished) == (2, 1, {1})
+    with log.open("a") as out:
+        out.write('{"event": "job finished", "job_id"')
+    events.update()
+    assert events.running == 1
+    with log.open("a") as out:
+        out.write(": 2}\n")
+    events.update()
+    assert (events.running, events.finished) == (0, {1, 2})
+
+
+def test_progress_lines_say_what_is_done_running_and_on_its_way(tmp_path: Path) -> None:
+    """A line per change: workers starting, then done/running/on the way, from both sources."""
+    events = WorkerEvents(tmp_path / "absent.log")
+    stream = io.StringIO()
+    progress = Progress(3, 2, stream)
+    progress.show(set(), events)
+    progress.show(set(), events)  # nothing changed: no new line
+    events.ready, events.started, events.finished = 2, {1, 2, 3}, {1, 2}
+    progress.show({1}, events)
+    lines = [line.rsplit(" (", 1)[0] for line in stream.getvalue().splitlines()]
+    assert lines == [
+        "0/3 jobs done; 0 of 2 worker processes ready",
+        "1/3 jobs done, 1 running, 1 result on the way to the server",
+    ]

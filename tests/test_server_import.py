@@ -11,6 +11,8 @@ from conftest import RunningServer
 
 from worker.api import API
 
+pytestmark = pytest.mark.slow  # end to end: one `mlworker-server` CLI process per case
+
 ROWS = 20
 
 

@@ -17,6 +17,8 @@ from server_helpers import result_fields, wait_for, write_csv
 from worker.api import API
 from worker.errors import ConflictError
 
+pytestmark = pytest.mark.slow  # end to end: waits for real leases to run out
+
 
 @pytest.fixture(scope="module")
 def server(

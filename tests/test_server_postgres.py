@@ -20,6 +20,8 @@ from server_helpers import png_bytes, result_fields, running_job
 from worker.api import API
 from worker.errors import ConflictError, InvalidInputError
 
+pytestmark = pytest.mark.slow  # end to end: a PostgreSQL cluster and a server process per module
+
 DATABASE = "mlworker"
 MIGRATIONS = Path(__file__).parent.parent / "server" / "migrations"
 

@@ -35,8 +35,6 @@ from fleet_helpers import (
     worker_of,
 )
 
-from worker.relay import PipeReporter, Report, ReportReader
-
 pytestmark = pytest.mark.slow
 
 LEASE = 15  # seconds: the time limit of the job whose worker is killed (no lease grace)
@@ -178,18 +176,3 @@ def test_workers_stop_by_themselves_when_the_supervisor_is_killed(
         assert fleet.wait() == -signal.SIGKILL
         wait_for(lambda: len(fleet.events("worker stopped")) == 2, "the orphans to stop")
         wait_for(lambda: not any(map(running, workers)), "the orphans to exit")
-
-
-def test_an_overlong_report_is_dropped_alone() -> None:
-    """A report cut to the pipe's atomic size is dropped; the next report still arrives."""
-    read_fd, write_fd = os.pipe()
-    os.set_blocking(read_fd, False)
-    try:
-        reporter = PipeReporter(2, write_fd)
-        reporter.job_finished("x" * 5000, "success", 1.0)
-        reporter.status("idle")
-        reports = list(ReportReader(read_fd).read())
-    finally:
-        os.close(read_fd)
-        os.close(write_fd)
-    assert reports == [Report(2, "status", {"text": "idle"})]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import os
-import socket
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,9 @@ from typing import Any
 
 import requests
 import structlog
+from requests.adapters import BaseAdapter
 
+from worker.defaults import DEFAULT_PASSWORD, DEFAULT_USERNAME, default_worker_id
 from worker.errors import APIError, AuthenticationError, ConflictError, InvalidInputError
 from worker.http import Timeout, Transport, encode_form, json_body, login_refusal, normalize_url
 
@@ -47,6 +48,10 @@ class API:
             0 means no retry.
         worker_id: sent as ``X-Worker`` by :meth:`request_job`; by default
             ``<hostname>:<pid>``.
+        login_now: log in here, as the seed's client does; ``False`` waits
+            for the first call (which then raises what the login would).
+        adapter: the ``requests`` transport adapter to send through instead
+            of real HTTP (``worker.testing.MockAdapter`` in tests).
 
     Raises:
         AuthenticationError: the server refused the login.
@@ -65,21 +70,28 @@ class API:
 
     def __init__(
         self,
-        username: str = "backend",
-        password: str = "foobar",  # noqa: S107 - the seed's documented default account
+        username: str = DEFAULT_USERNAME,
+        password: str = DEFAULT_PASSWORD,
         host: str = "http://localhost:8000/",
         *,
         timeout: Timeout = (3.05, 60.0),
         retry_for: float = 60.0,
         worker_id: str | None = None,
+        login_now: bool = True,
+        adapter: BaseAdapter | None = None,
     ) -> None:
         self.host = host
         self.username = username
         self._password = password
         self.worker_id = worker_id
         self._transport = Transport(host, timeout=timeout, retry_for=retry_for)
+        if adapter is not None:
+            for prefix in ("http://", "https://"):
+                self._transport.session.mount(prefix, adapter)
         self._may_login_again = False
-        self._authenticate()
+        self._login_due = not login_now
+        if login_now:
+            self._authenticate()
 
     def __repr__(self) -> str:
         return f"API(username={self.username!r}, host={self.host!r})"
@@ -102,7 +114,7 @@ class API:
         if refusal is not None:
             return response.text
         self.username, self._password = username, password
-        self._may_login_again = True
+        self._may_login_again, self._login_due = True, False
         return True
 
     def logout(self) -> dict[str, Any]:
@@ -112,7 +124,7 @@ class API:
             The answer, ``{"success": True}``.
         """
         answer = self._post("logout/")
-        self._may_login_again = False
+        self._may_login_again = self._login_due = False
         return answer
 
     def load(self, path: str, raw: bool = False, **kwargs: Any) -> Any:
@@ -307,7 +319,7 @@ class API:
             granted to hold the request (``None`` from a server that does not
             hold claims), and the job's details (``None`` when not given).
         """
-        worker = self.worker_id or f"{socket.gethostname()}:{os.getpid()}"
+        worker = self.worker_id or default_worker_id()
         fields = {"wait": None if wait is None else round(wait, 3), "details": details or None}
         response = self._send(
             "POST",
@@ -448,6 +460,8 @@ class API:
 
     def _send(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         """One call; when the session expired (401, or 302 to login/), log in again once."""
+        if self._login_due:
+            self._authenticate()
         try:
             return self._transport.request(method, path, **kwargs)
         except AuthenticationError:
@@ -479,7 +493,7 @@ class API:
                 + ("" if response.status_code == 200 else f" (status {response.status_code})"),
                 response.status_code,
             )
-        self._may_login_again = True
+        self._may_login_again, self._login_due = True, False
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,8 @@ needs when it runs, so ``mlworker run`` can configure threads first.
 - ``mlworker algorithms [--json]``: the algorithms jobs may name (built-ins and
   plugins), with their task, description, params with defaults and source;
   plugins that failed to load are reported on stderr.
+
+Every exit status is listed once, in ``EXIT_STATUSES``, which ``--help`` prints.
 """
 
 from __future__ import annotations
@@ -23,33 +25,74 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
+from importlib.metadata import version
 from typing import Any
 
 from worker import commands, demo
 from worker.logs import configure_logging
 
-__all__ = ["build_parser", "main"]
+__all__ = ["EXIT_STATUSES", "build_parser", "main"]
 
 Subparsers = Any  # argparse's _SubParsersAction is private; its type is not worth importing
+
+EX_CLOSED_PIPE = 141  # as a shell reports a process that SIGPIPE ended
+EXIT_STATUSES = (
+    (0, "done: check passed, run stopped on request or (--burst) ran out of jobs"),
+    (1, "demo: a job failed or the demo could not run; any command: an unexpected error"),
+    (2, "wrong usage: an unknown command or flag"),
+    (69, "check: the server cannot be reached (EX_UNAVAILABLE)"),
+    (78, "the configuration is invalid, or the server refused the login (EX_CONFIG):\n"
+     "       systemd does not restart the worker"),
+    (130, "demo: interrupted (Ctrl-C or SIGTERM)"),
+    (EX_CLOSED_PIPE, "the reader of the output went away (as head -1 does)"),
+)  # fmt: skip
+EPILOG = "exit status:\n" + "\n".join(f"  {code:<4} {text}" for code, text in EXIT_STATUSES)
+
+
+class _Formatter(argparse.HelpFormatter):
+    """Descriptions wrapped as usual; the exit-status table printed as laid out."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if text == EPILOG:
+            return text
+        return super()._fill_text(text, width, indent)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line ``argv`` (default: ``sys.argv[1:]``); return the exit code."""
-    args = build_parser().parse_args(argv)
-    code: int = args.handler(args)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # the sub-command's usage, not the top level's
+        args.subparser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    try:
+        code: int = args.handler(args)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Nobody reads the rest: say nothing, and keep Python's exit-time flush quiet too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EX_CLOSED_PIPE
     return code
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The parser with every sub-command."""
+    """The parser with every sub-command; each prints the exit statuses in its --help."""
     parser = argparse.ArgumentParser(
-        prog="mlworker", description="Run students' machine-learning jobs for a job server."
+        prog="mlworker",
+        description="Run students' machine-learning jobs for a job server.",
+        epilog=EPILOG,
+        formatter_class=_Formatter,
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version('mlworker')}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in _SUBCOMMANDS:
         add(subparsers)
+    for subparser in subparsers.choices.values():
+        subparser.set_defaults(subparser=subparser)
+        subparser.epilog = EPILOG
+        subparser.formatter_class = _Formatter
     return parser
 
 
@@ -69,7 +112,7 @@ def _algorithms(args: argparse.Namespace) -> int:
     """Print the registry; report skipped plugins on stderr (listing still succeeds)."""
     # Imported here, not at the top: numpy must not load before `mlworker run` has
     # set the BLAS/OpenMP thread variables (see worker.commands).
-    from algorithms.registry import default_registry
+    from algorithms.catalog import default_registry
 
     # The skipped plugins are printed below; the registry's log warnings would repeat them.
     configure_logging(level=logging.ERROR)

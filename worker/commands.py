@@ -3,6 +3,9 @@
 Both read the settings once (flags, environment, TOML, defaults) and exit 78
 (EX_CONFIG) with one line on stderr when they are invalid, so systemd's
 `RestartPreventExitStatus=78` stops a unit that cannot work as configured.
+What is valid but probably a mistake is logged (`run`) or printed (`check`)
+as a warning. `check` exits 69 (EX_UNAVAILABLE) when the server cannot be
+reached.
 """
 
 from __future__ import annotations
@@ -58,12 +61,12 @@ def read_settings(args: argparse.Namespace) -> Settings | None:
         return None
 
 
-def _configure_logging(settings: Settings) -> None:
-    """Logging as configured, then the configuration's warnings as its first lines."""
+def _configure_logging(settings: Settings, *, warn: bool = True) -> None:
+    """Logging as configured, then (``warn``) the configuration's warnings as its first lines."""
     level = logging.getLevelNamesMapping()[settings.log_level.upper()]
     configure_logging(settings.log_format, secrets=[settings.password.reveal()], level=level)
-    for warning in settings.warnings:
-        _log.warning("configuration", problem=warning)
+    for warning in settings.warnings if warn else ():
+        _log.warning("configuration warning", problem=warning)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -99,20 +102,22 @@ def check(args: argparse.Namespace) -> int:
     settings = read_settings(args)
     if settings is None:
         return os.EX_CONFIG
-    _configure_logging(settings)
-    from algorithms.registry import default_registry
+    _configure_logging(settings, warn=False)
+    from algorithms.catalog import default_registry
     from worker.api import API
 
     print(f"configuration: ok ({settings.config_file or 'no file'})")
     for name, where in sorted(settings.sources.items()):
         print(f"  {name} from {where}")
+    for warning in settings.warnings:
+        print(f"warning: {warning}")
     try:
         API(settings.username, settings.password.reveal(), settings.host, retry_for=0).close()
     except AuthenticationError as exc:
-        print(f"login: refused for {settings.username!r} at {settings.host}: {exc}")
+        print(f"login: refused: {exc}")
         return os.EX_CONFIG
-    except APIError as exc:
-        print(f"login: server unreachable at {settings.host}: {exc}")
+    except APIError as exc:  # unreachable, or not a job server
+        print(f"login: {exc}")
         return os.EX_UNAVAILABLE
     print(f"login: ok as {settings.username!r} at {settings.host}")
     registry = default_registry()

@@ -41,6 +41,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from worker import config_values as v
+from worker.defaults import DEFAULT_PASSWORD, DEFAULT_USERNAME
 from worker.errors import ConfigError
 
 __all__ = [
@@ -146,13 +147,15 @@ class Settings:
     """Everything the worker is configured with; ``sources`` says where each value came from."""
 
     host: str = _row(v.url, "http://localhost:8000/", "the job server", metavar="URL")
-    username: str = _row(v.text, "backend", "the worker account on the server", metavar="NAME")
+    username: str = _row(
+        v.text, DEFAULT_USERNAME, "the worker account on the server", metavar="NAME"
+    )
     password: Secret = _row(
         _secret,
-        "foobar",
+        DEFAULT_PASSWORD,
         "file holding the worker account's password",
         metavar="FILE",
-        shown="foobar, the demo server's worker account",
+        shown=f"{DEFAULT_PASSWORD}, the demo server's worker account",
         secret=True,
     )
     processes: int = _row(
@@ -233,7 +236,11 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
         help_text = setting.describe().replace("%", "%%")
         group.add_argument(setting.flag, dest=dest, metavar=setting.metavar, help=help_text)
     group.add_argument(
-        "-v", dest="log_level", action="store_const", const="debug", help="--log-level debug"
+        "-v",
+        dest="log_level",
+        action="store_const",
+        const="debug",
+        help="the same as --log-level debug",
     )
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import random
-import socket
 
 import structlog
 
@@ -19,13 +18,14 @@ from worker.api import API
 from worker.backoff import Backoff
 from worker.cache import DatasetCache
 from worker.config import Settings
+from worker.defaults import default_worker_id
 from worker.delivery import Deliverer
 from worker.errors import AuthenticationError, PermissionDeniedError, TransientError
 from worker.execute import JobRunner
 from worker.lifecycle import Shutdown
 from worker.loop import JobLoop
 from worker.outbox import Outbox
-from worker.reporting import Reporter
+from worker.reporting import Heartbeat, Ready, Reporter, ServerError, Status, Stopping
 
 _log = structlog.get_logger(__name__)
 
@@ -35,11 +35,6 @@ FINAL_DELIVERY_SECONDS = 10.0  # at a stop, how long the last delivery pass may 
 
 class BootError(Exception):
     """The worker cannot start as configured (exit 78, no restart)."""
-
-
-def default_worker_id() -> str:
-    """``<hostname>:<pid>``, the name a worker gives itself in ``X-Worker`` and logs."""
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def run_worker(
@@ -67,7 +62,7 @@ def run_worker(
     )
     with JobRunner() as runner:
         deliverer.start()
-        reporter.ready()
+        reporter.report(Ready())
         log.info("worker ready", host=settings.host, spool=str(settings.spool_dir))
         loop = JobLoop(
             settings=settings,
@@ -86,7 +81,7 @@ def run_worker(
             log.error("cannot start", reason=f"{settings.username!r} has no admin rights: {exc}")
             deliverer.stop(grace=0)
             return os.EX_CONFIG
-        reporter.stopping()
+        reporter.report(Stopping())
         _finish_delivery(deliverer, shutdown, burst=burst)
     api.close()
     log.info("worker stopped", results_waiting=outbox.count())
@@ -109,10 +104,10 @@ def connect(
                 f"the server refused the login of {settings.username!r}: {exc}"
             ) from exc
         except TransientError as exc:
-            reporter.status("server unreachable")
-            reporter.server_error()
+            reporter.report(Status("server unreachable"))
+            reporter.report(ServerError())
             _log.warning("server unreachable; probing again", error=str(exc))
-            shutdown.sleep(settings.poll_max, reporter.heartbeat)
+            shutdown.sleep(settings.poll_max, lambda: reporter.report(Heartbeat()))
             continue
         return api
     return None

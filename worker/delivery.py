@@ -20,7 +20,7 @@ import structlog
 from worker.backoff import Backoff
 from worker.errors import APIError
 from worker.outbox import DeliveryReport, Outbox, ResultAPI, deliver_pending
-from worker.reporting import NullReporter, Reporter
+from worker.reporting import NullReporter, Reporter, ServerError
 
 _log = structlog.get_logger(__name__)
 
@@ -113,13 +113,13 @@ class Deliverer:
             report = deliver_pending(self._outbox, self._api, _log)
         except APIError as exc:
             _log.warning("results wait in the spool: no session", error=str(exc))
-            self._reporter.server_error()
+            self._reporter.report(ServerError())
             return None
         except Exception:  # never let the thread die: results would wait for a restart
             _log.exception("delivery pass failed")
             return None
         if report.error is not None:
-            self._reporter.server_error()
+            self._reporter.report(ServerError())
         if report.delivered or report.dropped or report.quarantined:
             _log.info(
                 "delivery pass",

@@ -1,13 +1,14 @@
 """`mlworker demo`: the whole system on one machine in one command (what `make demo` runs).
 
 It starts the reference server with its demo data (``mlworker-server run --demo``) on a
-free loopback port, with its database in a temporary directory. The server is a separate
-process, started by its console script: the worker package never imports ``server``.
-Then ``mlworker run --burst --processes N`` works through the demo's jobs while a progress
-bar follows them through the protocol, as the demo's admin account; a table of the
-results follows, and where the pictures are. Everything stops and the temporary
-directory goes at the end, on Ctrl-C or SIGTERM too. ``--keep`` leaves the server
-running, so that a person can browse the results and pictures in Django's admin.
+free loopback port, with its database in a temporary directory, as the tests and the
+benchmarks do (``worker.reference_server``): the worker package never imports ``server``.
+Then ``mlworker run --burst --processes N`` works through the demo's jobs while progress
+lines follow them: results landed, from the server; jobs running, from the workers' log
+(``worker.demo_progress``). A table of the results follows as soon as the last lands.
+Everything stops and the temporary directory goes at the end, on Ctrl-C or SIGTERM too.
+``--keep`` leaves the server running, so that a person can browse the results and
+pictures in Django's admin.
 
 The protocol has no job listing. The demo's database is new, so its jobs are the ids
 from 1 up to the first one the server does not know.
@@ -22,7 +23,6 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,18 +31,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-import requests
-
 from worker.api import API
+from worker.defaults import DEFAULT_PASSWORD, DEFAULT_USERNAME
+from worker.demo_progress import Progress, WorkerEvents
 from worker.errors import APIError, NotFoundError
 from worker.http import normalize_url
 from worker.logs import configure_logging
+from worker.reference_server import (
+    ReferenceServer,
+    ServerProcessError,
+    clean_environment,
+    console_script,
+)
 
-ADMIN = ("backend", "foobar")  # the demo's worker account, a superuser (server/demo.py)
+ADMIN = (DEFAULT_USERNAME, DEFAULT_PASSWORD)  # the demo's worker account, a superuser
 SERVER_START_SECONDS = 180.0  # migrating and seeding a new database on a slow machine
 POLL_SECONDS = 0.5
 STOP_SECONDS = 30.0
-BAR_WIDTH = 30
 EX_INTERRUPTED = 130  # as a shell reports a Ctrl-C
 MESSAGE_WIDTH = 60
 SERVER_EXTRA_HINT = (
@@ -85,28 +90,30 @@ class Demo:
     """The demo's temporary directory and the processes it started there."""
 
     directory: Path
-    port: int
     processes: int
-    server: subprocess.Popen[bytes] | None = None
     workers: subprocess.Popen[bytes] | None = None
     logs: list[IO[bytes]] = field(default_factory=list)
+    server: ReferenceServer = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.server = ReferenceServer(
+            self.directory / "server",
+            demo=True,
+            start_deadline=SERVER_START_SECONDS,
+            stop_deadline=STOP_SECONDS,
+        )
 
     @property
     def url(self) -> str:
         """The server's base URL."""
-        return f"http://127.0.0.1:{self.port}/"
+        return self.server.url
 
     def start_server(self) -> None:
         """``mlworker-server run --demo`` in its own session, so Ctrl-C reaches only us."""
-        command = [_script("mlworker-server"), "run", "--demo", "--bind", f"127.0.0.1:{self.port}"]
-        self.server = self._start(
-            [*command, "--data-dir", str(self.directory / "server")], "server"
-        )
-        deadline = time.monotonic() + SERVER_START_SECONDS
-        while not _answers(self.url + "login/"):
-            if self.server.poll() is not None or time.monotonic() > deadline:
-                raise DemoError(f"the server did not start:\n{self.tail('server')}")
-            time.sleep(0.2)
+        try:
+            self.server.start()
+        except ServerProcessError:
+            raise DemoError(f"the server did not start:\n{self.tail('server')}") from None
 
     def start_workers(self) -> None:
         """``mlworker run --burst`` with a configuration of its own (spool and cache here)."""
@@ -124,13 +131,13 @@ class Demo:
         log = (self.directory / f"{name}.log").open("ab")
         self.logs.append(log)
         return subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, env=_environment(),
+            command, stdout=log, stderr=subprocess.STDOUT, env=clean_environment(),
             start_new_session=True,
         )  # fmt: skip
 
     def tail(self, name: str, lines: int = 15) -> str:
         """The last lines of the server's or the workers' log."""
-        path = self.directory / f"{name}.log"
+        path = self.server.log_path if name == "server" else self.directory / f"{name}.log"
         text = path.read_text(errors="replace") if path.exists() else ""
         return "\n".join(text.splitlines()[-lines:])
 
@@ -139,8 +146,7 @@ class Demo:
         if self.workers is not None:
             _stop(self.workers, signal.SIGTERM, signal.SIGINT)  # both stages: abort
         if not keep_server:
-            if self.server is not None:
-                _stop(self.server, signal.SIGTERM)
+            self.server.stop()
             for log in self.logs:
                 log.close()
             shutil.rmtree(self.directory, ignore_errors=True)
@@ -150,7 +156,7 @@ def demo(args: argparse.Namespace) -> int:
     """`mlworker demo`: 0 once every demo job is done and succeeded."""
     configure_logging("console", level=logging.WARNING)
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop like Ctrl-C, cleaning up
-    run = Demo(Path(tempfile.mkdtemp(prefix="mlworker-demo-")), _free_port(), args.processes)
+    run = Demo(Path(tempfile.mkdtemp(prefix="mlworker-demo-")), args.processes)
     keep = False
     try:
         _check_server_installed()
@@ -163,10 +169,11 @@ def demo(args: argparse.Namespace) -> int:
         results = _follow(api, jobs, run)
         _print_table(results, api.get_datasets())
         keep = args.keep
-        _print_pictures(results, run, keep=keep)
         failed = [job for job, result in results.items() if result["status"] != "done"]
         if failed:
             print(f"{len(failed)} demo jobs failed: see their messages above.", file=sys.stderr)
+        _print_pictures(results, run, keep=keep)
+        _wait_exit(run.workers, STOP_SECONDS)  # the burst ends once nothing is left
         return 1 if failed else 0
     except DemoError as exc:
         print(f"mlworker demo: {exc}", file=sys.stderr)
@@ -193,33 +200,11 @@ def _check_server_installed() -> None:
 
 def _script(name: str) -> str:
     """A console script of this installation: next to this Python, else on PATH."""
-    beside = Path(sys.executable).parent / name
-    if beside.exists():
-        return str(beside)
-    found = shutil.which(name)
-    if found is None:
-        hint = SERVER_EXTRA_HINT if name == "mlworker-server" else "reinstall mlworker"
-        raise DemoError(f"the {name} command is not installed: {hint}")
-    return found
-
-
-def _environment() -> dict[str, str]:
-    """Ours, without settings that would override the demo's (MLWORKER_*, systemd's)."""
-    dropped = ("MLWORKER_", "NOTIFY_SOCKET", "WATCHDOG_", "CREDENTIALS_DIRECTORY", "DATABASE_URL")
-    return {key: value for key, value in os.environ.items() if not key.startswith(dropped)}
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _answers(url: str) -> bool:
     try:
-        return requests.get(url, timeout=2).status_code == 200
-    except requests.RequestException:
-        return False
+        return console_script(name)
+    except FileNotFoundError as exc:
+        hint = SERVER_EXTRA_HINT if name == "mlworker-server" else "reinstall mlworker"
+        raise DemoError(f"{exc}: {hint}") from None
 
 
 def _demo_jobs(api: API) -> list[int]:
@@ -238,17 +223,19 @@ def _demo_jobs(api: API) -> list[int]:
 def _follow(api: API, jobs: list[int], run: Demo) -> dict[int, dict[str, Any]]:
     """Poll the jobs, drawing progress, until every one is done or failed; their results."""
     assert run.workers is not None
-    bar = Progress(len(jobs), sys.stdout)
+    bar = Progress(len(jobs), run.processes, sys.stdout)
+    workers = WorkerEvents(run.directory / "worker.log")
     results: dict[int, dict[str, Any]] = {}
+    landed: set[int] = set()
     while True:
-        for job in jobs:
-            if job not in results or results[job]["status"] not in ("done", "failed"):
-                results[job] = api.get_job_result(job)
-        statuses = [result["status"] for result in results.values()]
-        bar.show(sum(s in ("done", "failed") for s in statuses), statuses.count("running"))
-        if all(s in ("done", "failed") for s in statuses):
+        for job in set(jobs) - landed:
+            results[job] = api.get_job_result(job)
+            if results[job]["status"] in ("done", "failed"):
+                landed.add(job)
+        workers.update()
+        bar.show(landed, workers)
+        if len(landed) == len(jobs):
             bar.close()
-            _wait_exit(run.workers, STOP_SECONDS)  # the burst ends once nothing is left
             return results
         if run.workers.poll() is not None:
             bar.close()
@@ -259,40 +246,11 @@ def _follow(api: API, jobs: list[int], run: Demo) -> dict[int, dict[str, Any]]:
         time.sleep(POLL_SECONDS)
 
 
-class Progress:
-    """A progress bar redrawn in place on a terminal; a line per change elsewhere."""
-
-    def __init__(self, total: int, stream: IO[str]) -> None:
-        self.total = total
-        self.stream = stream
-        self.tty = stream.isatty()
-        self.started = time.monotonic()
-        self.last: tuple[int, int] | None = None
-
-    def show(self, finished: int, running: int) -> None:
-        """Draw the bar for ``finished`` of ``total`` jobs, ``running`` in progress."""
-        elapsed = time.monotonic() - self.started
-        text = f"{finished}/{self.total} jobs finished, {running} running ({elapsed:.0f} s)"
-        if self.tty:
-            filled = BAR_WIDTH * finished // self.total
-            bar = "#" * filled + "-" * (BAR_WIDTH - filled)
-            self.stream.write(f"\r[{bar}] {text}  ")
-        elif (finished, running) != self.last:
-            self.stream.write(text + "\n")
-        self.last = (finished, running)
-        self.stream.flush()
-
-    def close(self) -> None:
-        """End the bar's line."""
-        if self.tty:
-            self.stream.write("\n")
-            self.stream.flush()
-
-
-def _wait_exit(process: subprocess.Popen[bytes], seconds: float) -> None:
+def _wait_exit(process: subprocess.Popen[bytes] | None, seconds: float) -> None:
     # Every result is on the server already; one still running past this is stopped later.
     with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=seconds)
+        if process is not None:
+            process.wait(timeout=seconds)
 
 
 def _stop(process: subprocess.Popen[bytes], *signals: signal.Signals) -> None:
@@ -356,21 +314,22 @@ def _print_pictures(results: dict[int, dict[str, Any]], run: Demo, *, keep: bool
     media = run.directory / "server" / "media"
     if not keep:
         print(
-            f"{len(pictures)} pictures were drawn, in {media} (removed now with the demo's "
-            "directory: `mlworker demo --keep` keeps the server to browse them)."
+            f"{len(pictures)} pictures were drawn. The demo's server and files go now; "
+            "to browse the results and pictures, run: mlworker demo --keep"
         )
         return
     print(f"{len(pictures)} pictures (log in first, as below):")
     for job, path in pictures:
         print(f"  job {job}: {normalize_url(run.url, path)}")
-    assert run.server is not None
+    assert run.server.process is not None
+    pid = run.server.process.pid
     print(
-        f"\nThe server keeps running at {run.url} (pid {run.server.pid}).\n"
+        f"\nThe server keeps running at {run.url} (pid {pid}).\n"
         f"  Results and pictures in Django's admin: {run.url}admin/ "
         f"(login {ADMIN[0]} / {ADMIN[1]})\n"
         f"  Pictures on disk: {media}\n"
-        f"  Stop it and remove its data: kill {run.server.pid}; rm -r {run.directory}"
+        f"  Stop it and remove its data: kill {pid}; rm -r {run.directory}"
     )
 
 
-__all__ = ["Demo", "Progress", "add_demo", "demo"]
+__all__ = ["Demo", "add_demo", "demo"]

@@ -41,9 +41,9 @@ from multiprocessing import parent_process
 from multiprocessing.connection import Connection, wait
 from typing import Any, Literal, NoReturn
 
+from algorithms.catalog import default_registry
 from algorithms.dataset import Dataset
 from algorithms.errors import AlgorithmError
-from algorithms.registry import default_registry
 from algorithms.run import JobResult, run_algorithm
 from worker.sdnotify import NOTIFY_ENV_VARS
 from worker.threads import THREAD_VARIABLES

@@ -24,7 +24,6 @@ import structlog
 
 from algorithms.dataset import Dataset
 from algorithms.errors import DatasetError
-from worker.api import API
 from worker.backoff import Backoff
 from worker.cache import DatasetCache
 from worker.claims import Claimer
@@ -36,12 +35,12 @@ from worker.errors import (
     PermissionDeniedError,
     TransientError,
 )
-from worker.execute import JobOutcome, JobRunner, JobSpec, JobTimings
-from worker.jobproc import last_line
+from worker.execute import JobOutcome, JobSpec, JobTimings
 from worker.lifecycle import Shutdown
 from worker.logs import job_context
 from worker.outbox import Outbox
-from worker.reporting import Reporter
+from worker.reporting import Heartbeat, JobFinished, Reporter, ServerError, Status
+from worker.seams import JobServer, Runner
 
 _log = structlog.get_logger(__name__)
 
@@ -59,8 +58,8 @@ class JobLoop:
 
     settings: Settings
     worker_id: str
-    api: API
-    runner: JobRunner
+    api: JobServer
+    runner: Runner
     outbox: Outbox
     cache: DatasetCache
     shutdown: Shutdown
@@ -77,7 +76,7 @@ class JobLoop:
             idle=Backoff(self.settings.poll_min, self.settings.poll_max),
         )
         while not self.shutdown.stopping:
-            self.reporter.heartbeat()
+            self._heartbeat()
             try:
                 claim = claimer.claim(burst=burst)
             except TransientError as exc:
@@ -126,6 +125,7 @@ class JobLoop:
             fetched = time.monotonic()
             dataset_name = spec.dataset.name or details.get("dataset")
             self._status(f"job {job_id} {spec.algorithm} on {dataset_name}")
+            _log.info("job started", dataset_name=spec.dataset.name)
             outcome = self.runner.run(
                 spec,
                 time_limit=_time_limit(details, self.settings.time_limit),
@@ -141,7 +141,7 @@ class JobLoop:
         fields, pictures = result_fields(outcome)
         self._spool(job_id, fields, pictures)
         ended = time.monotonic()
-        self.reporter.job_finished(algorithm, outcome.kind, ended - started)
+        self.reporter.report(JobFinished(algorithm, outcome.kind, ended - started))
         _log.info(
             "job finished",
             outcome=outcome.kind,
@@ -208,7 +208,7 @@ class JobLoop:
         except NotFoundError as exc:
             raise JobFailed(f"dataset {dataset_id} does not exist on the server") from exc
         except ArithmeticError as exc:  # a JSON number too large for a float64 (or a label int64)
-            raise DatasetError(last_line(exc)) from exc
+            raise DatasetError(f"{type(exc).__name__}: {exc}") from exc
 
     def _spool(self, job_id: int, fields: dict[str, Any], pictures: Any) -> None:
         self.outbox.put(job_id, fields, pictures)
@@ -216,11 +216,14 @@ class JobLoop:
 
     def _cancel(self) -> bool:
         """Polled by the runner during a job: keeps the heartbeat going, reports an abort."""
-        self.reporter.heartbeat()
+        self._heartbeat()
         return self.shutdown.aborting
 
+    def _heartbeat(self) -> None:
+        self.reporter.report(Heartbeat())
+
     def _server_away(self, exc: APIError) -> None:
-        self.reporter.server_error()
+        self.reporter.report(ServerError())
         self._status("server unreachable")
         wait = self.settings.poll_max
         if isinstance(exc, TransientError) and exc.retry_after:
@@ -229,12 +232,12 @@ class JobLoop:
         self._sleep(wait)
 
     def _sleep(self, seconds: float) -> None:
-        self.shutdown.sleep(seconds, self.reporter.heartbeat)
+        self.shutdown.sleep(seconds, self._heartbeat)
 
     def _status(self, text: str) -> None:
         waiting = self.outbox.count()
-        self.reporter.status(
-            f"{text}; {waiting} results waiting for the server" if waiting else text
+        self.reporter.report(
+            Status(f"{text}; {waiting} results waiting for the server" if waiting else text)
         )
 
 

@@ -19,12 +19,12 @@ from typing import Any
 from worker.config import Settings
 from worker.errors import ConfigError
 from worker.outbox import Outbox
-from worker.reporting import NullReporter, Reporter
+from worker.reporting import Event, JobFinished, NullReporter, Reporter, ServerError
 
 JOB_SECONDS_BUCKETS = (0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800)
 
 
-class Metrics(NullReporter):
+class Metrics:
     """A `Reporter` that counts what it is told, for Prometheus."""
 
     def __init__(self, registry: Any, outbox: Outbox) -> None:
@@ -55,14 +55,14 @@ class Metrics(NullReporter):
         )
         spool.set_function(outbox.count)
 
-    def job_finished(self, algorithm: str, outcome: str, seconds: float) -> None:
-        """Count the job and its seconds."""
-        self._jobs.labels(algorithm, outcome).inc()
-        self._seconds.labels(algorithm).observe(seconds)
-
-    def server_error(self) -> None:
-        """Count a failed server call."""
-        self._server_errors.inc()
+    def report(self, event: Event) -> None:
+        """Count finished jobs (and their seconds) and failed server calls."""
+        match event:
+            case JobFinished(algorithm, outcome, seconds):
+                self._jobs.labels(algorithm, outcome).inc()
+                self._seconds.labels(algorithm).observe(seconds)
+            case ServerError():
+                self._server_errors.inc()
 
 
 def start_metrics(settings: Settings) -> Reporter:

@@ -8,28 +8,67 @@ reads them all, speaks for the machine.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
 import time
-from collections.abc import Iterator
+import typing
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from worker.reporting import EVENT_TYPES, Event, Heartbeat, Status
+
 HEARTBEAT_EVERY = 1.0  # seconds: a worker's heartbeats are thinned to this rate
+STATUS_LIMIT = 300  # characters of a status line that cross the pipe
+_BY_NAME = {cls.__name__: cls for cls in EVENT_TYPES}
 
 
 @dataclass(frozen=True)
 class Report:
-    """One line from a worker: its slot, what kind of news, and the details."""
+    """One line from a worker: its slot and its event."""
 
     slot: int
-    kind: str  # ready, status, heartbeat, job_finished, server_error, stopping
-    data: dict[str, Any]
+    event: Event
+
+
+def encode(slot: int, event: Event) -> bytes:
+    """One line for the pipe: ``{"slot": 2, "event": "Status", "data": {"text": "idle"}}``."""
+    message = {"slot": slot, "event": type(event).__name__, "data": dataclasses.asdict(event)}
+    # Cut before the newline: a cut line is dropped by the reader, not merged with the next.
+    return json.dumps(message).encode()[:4000] + b"\n"
+
+
+def decode(line: bytes) -> Report | None:
+    """The report of one line, or None for a line that is cut, unknown or of the wrong types."""
+    try:
+        message = json.loads(line)
+        cls = _BY_NAME[message["event"]]
+        data = message["data"]
+        slot = message["slot"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(slot, int) or not isinstance(data, Mapping) or not _typed(cls, data):
+        return None
+    return Report(slot, cls(**data))
+
+
+def _typed(cls: type[Event], data: Mapping[str, Any]) -> bool:
+    """Whether ``data`` holds exactly the fields of ``cls``, each of its declared type."""
+    hints = typing.get_type_hints(cls)
+    if set(data) != set(hints):
+        return False
+    for name, kind in hints.items():
+        value = data[name]
+        allowed = (int, float) if kind is float else kind
+        if isinstance(value, bool) or not isinstance(value, allowed):
+            return False
+    return True
 
 
 class PipeReporter:
-    """The `Reporter` of a forked worker: writes its news to the supervisor's pipe."""
+    """The `Reporter` of a forked worker: writes its events to the supervisor's pipe."""
 
     def __init__(self, slot: int, fd: int) -> None:
         self._slot = slot
@@ -37,11 +76,17 @@ class PipeReporter:
         self._last_beat = 0.0
         self._orphaned = False
 
-    def _send(self, kind: str, **data: Any) -> None:
-        # Cut before the newline: a cut line is dropped by the reader, not merged with the next.
-        line = json.dumps({"slot": self._slot, "kind": kind, "data": data}).encode()[:4000]
+    def report(self, event: Event) -> None:
+        """One line per event; heartbeats at most once a second, status lines clipped."""
+        if isinstance(event, Heartbeat):
+            now = time.monotonic()
+            if now - self._last_beat < HEARTBEAT_EVERY:
+                return
+            self._last_beat = now
+        elif isinstance(event, Status):
+            event = Status(event.text[:STATUS_LIMIT])
         try:
-            os.write(self._fd, line + b"\n")
+            os.write(self._fd, encode(self._slot, event))
         except BrokenPipeError:
             self._orphan()
         except OSError:
@@ -56,33 +101,6 @@ class PipeReporter:
         if not self._orphaned:
             self._orphaned = True
             os.kill(os.getpid(), signal.SIGTERM)
-
-    def ready(self) -> None:
-        """Logged in."""
-        self._send("ready")
-
-    def status(self, text: str) -> None:
-        """What this worker does now."""
-        self._send("status", text=text[:300])
-
-    def heartbeat(self) -> None:
-        """Alive (at most once a second)."""
-        now = time.monotonic()
-        if now - self._last_beat >= HEARTBEAT_EVERY:
-            self._last_beat = now
-            self._send("heartbeat")
-
-    def job_finished(self, algorithm: str, outcome: str, seconds: float) -> None:
-        """A job ended."""
-        self._send("job_finished", algorithm=algorithm, outcome=outcome, seconds=seconds)
-
-    def server_error(self) -> None:
-        """A server call failed."""
-        self._send("server_error")
-
-    def stopping(self) -> None:
-        """Shutting down."""
-        self._send("stopping")
 
 
 class ReportReader:
@@ -101,8 +119,6 @@ class ReportReader:
         self._buffer += chunk
         *lines, self._buffer = self._buffer.split(b"\n")
         for line in lines:
-            try:
-                message = json.loads(line)
-                yield Report(int(message["slot"]), str(message["kind"]), dict(message["data"]))
-            except (ValueError, KeyError, TypeError):
-                continue  # a line cut by a dying writer: nothing to act on
+            report = decode(line)
+            if report is not None:  # else a line cut by a dying writer: nothing to act on
+                yield report

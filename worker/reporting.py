@@ -1,135 +1,112 @@
-"""Where a worker process tells the world what it is doing.
+"""Where a worker process tells the world what it is doing: typed events, one method.
 
-The loop speaks to one `Reporter`; which one depends on how it runs. A lone
-`mlworker run` talks to systemd itself (`NotifyReporter`); a worker forked by
-the supervisor passes the same calls to its parent, which speaks for all of
-them (systemd accepts notifications from the main process only).
+The loop, the delivery thread and the start-up speak to one `Reporter`
+through `report(event)`, with one of the frozen event types below; which
+reporter listens depends on how the process runs. A lone `mlworker run`
+talks to systemd itself (`NotifyReporter`, beside `Metrics`); a worker forked
+by the supervisor passes the same events to its parent (`worker.relay`),
+which speaks for all of them (systemd accepts notifications from the main
+process only). A reporter acts on the events it cares about and ignores the
+others, so a new event needs no change in the reporters that do not use it.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
 
 from worker.sdnotify import Notifier
 
 
+@dataclass(frozen=True)
+class Ready:
+    """Logged in and about to claim jobs."""
+
+
+@dataclass(frozen=True)
+class Status:
+    """What the process does now, in a few words ("idle", "job 17 knn on moons")."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """The loop is alive; sent at least every few seconds, also during a job."""
+
+
+@dataclass(frozen=True)
+class JobFinished:
+    """A job ended with `outcome` ("success", "timeout", ...) after `seconds`."""
+
+    algorithm: str
+    outcome: str
+    seconds: float
+
+
+@dataclass(frozen=True)
+class ServerError:
+    """A call to the server failed (after its retries)."""
+
+
+@dataclass(frozen=True)
+class Stopping:
+    """The process is shutting down."""
+
+
+Event = Ready | Status | Heartbeat | JobFinished | ServerError | Stopping
+EVENT_TYPES: tuple[type[Event], ...] = (
+    Ready,
+    Status,
+    Heartbeat,
+    JobFinished,
+    ServerError,
+    Stopping,
+)
+
+
 class Reporter(Protocol):
-    """What the loop reports: readiness, a status line, liveness, finished jobs."""
+    """Whoever listens to a worker process's events."""
 
-    def ready(self) -> None:
-        """Logged in and about to claim jobs."""
-
-    def status(self, text: str) -> None:
-        """What the process does now, in a few words ("idle", "job 17 knn on moons")."""
-
-    def heartbeat(self) -> None:
-        """The loop is alive; called at least every few seconds, also during a job."""
-
-    def job_finished(self, algorithm: str, outcome: str, seconds: float) -> None:
-        """A job ended with `outcome` ("success", "timeout", ...) after `seconds`."""
-
-    def server_error(self) -> None:
-        """A call to the server failed (after its retries)."""
-
-    def stopping(self) -> None:
-        """The process is shutting down."""
+    def report(self, event: Event) -> None:
+        """Take one event into account; never raise for it."""
 
 
 class NullReporter:
     """Reports nowhere (tests, `--burst` runs outside systemd)."""
 
-    def ready(self) -> None:
-        """Nothing to tell."""
-
-    def status(self, text: str) -> None:
-        """Nothing to tell."""
-
-    def heartbeat(self) -> None:
-        """Nothing to tell."""
-
-    def job_finished(self, algorithm: str, outcome: str, seconds: float) -> None:
-        """Nothing to tell."""
-
-    def server_error(self) -> None:
-        """Nothing to tell."""
-
-    def stopping(self) -> None:
+    def report(self, event: Event) -> None:
         """Nothing to tell."""
 
 
-class NotifyReporter(NullReporter):
+class NotifyReporter:
     """Reports to systemd through `NOTIFY_SOCKET` (a no-op outside systemd)."""
 
     def __init__(self, notifier: Notifier) -> None:
         self._notifier = notifier
         self._last_status = ""
 
-    def ready(self) -> None:
-        """READY=1, once logged in."""
-        self._notifier.ready()
-
-    def status(self, text: str) -> None:
-        """STATUS=, only when it changed."""
-        if text != self._last_status:
-            self._last_status = text
-            self._notifier.status(text)
-
-    def heartbeat(self) -> None:
-        """WATCHDOG=1 (rate-limited by the notifier to half the watchdog period)."""
-        self._notifier.watchdog()
-
-    def stopping(self) -> None:
-        """STOPPING=1."""
-        self._notifier.stopping()
+    def report(self, event: Event) -> None:
+        """READY=1, STATUS= (only when it changed), WATCHDOG=1 (rate-limited), STOPPING=1."""
+        match event:
+            case Ready():
+                self._notifier.ready()
+            case Status(text) if text != self._last_status:
+                self._last_status = text
+                self._notifier.status(text)
+            case Heartbeat():
+                self._notifier.watchdog()
+            case Stopping():
+                self._notifier.stopping()
 
 
-class Tee(NullReporter):
+class Tee:
     """Tells every one of several reporters (systemd and metrics, say)."""
 
     def __init__(self, *reporters: Reporter) -> None:
         self._reporters = reporters
 
-    def ready(self) -> None:
-        """To each."""
+    def report(self, event: Event) -> None:
+        """To each, in order."""
         for reporter in self._reporters:
-            reporter.ready()
-
-    def status(self, text: str) -> None:
-        """To each."""
-        for reporter in self._reporters:
-            reporter.status(text)
-
-    def heartbeat(self) -> None:
-        """To each."""
-        for reporter in self._reporters:
-            reporter.heartbeat()
-
-    def job_finished(self, algorithm: str, outcome: str, seconds: float) -> None:
-        """To each."""
-        for reporter in self._reporters:
-            reporter.job_finished(algorithm, outcome, seconds)
-
-    def server_error(self) -> None:
-        """To each."""
-        for reporter in self._reporters:
-            reporter.server_error()
-
-    def stopping(self) -> None:
-        """To each."""
-        for reporter in self._reporters:
-            reporter.stopping()
-
-
-def dispatch(reporter: Reporter, kind: str, data: dict[str, object]) -> None:
-    """Call `reporter`'s method named `kind` with `data` (a relayed report); ignore unknown ones."""
-    method = getattr(reporter, kind, None) if kind in REPORT_KINDS else None
-    if method is not None:
-        try:
-            method(**data)
-        except TypeError:  # a malformed relay line: nothing to act on
-            return
-
-
-REPORT_KINDS = frozenset(
-    {"ready", "status", "heartbeat", "job_finished", "server_error", "stopping"}
-)
+            reporter.report(event)

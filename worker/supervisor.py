@@ -24,12 +24,13 @@ from dataclasses import dataclass, field
 import structlog
 
 from worker.config import Settings
-from worker.daemon import BootError, connect, default_worker_id, run_worker
+from worker.daemon import BootError, connect, run_worker
+from worker.defaults import default_worker_id
 from worker.errors import ConfigError
 from worker.lifecycle import Shutdown
 from worker.metrics import start_metrics
 from worker.relay import PipeReporter, Report, ReportReader
-from worker.reporting import NotifyReporter, dispatch
+from worker.reporting import JobFinished, NotifyReporter, Ready, ServerError, Status
 from worker.sdnotify import NOTIFY_ENV_VARS, Notifier
 
 _log = structlog.get_logger(__name__)
@@ -55,6 +56,18 @@ class Slot:
     failures: int = 0
     status: str = "starting"
     last_seen: float = field(default_factory=time.monotonic)
+
+    def schedule_restart(self, now: float) -> float:
+        """After its worker died at `now`: when to start it again; the delay in seconds.
+
+        Each quick death doubles the wait, from RESTART_MIN up to RESTART_MAX,
+        so a crash loop does not spin; a worker that ran STABLE_AFTER seconds
+        starts the count afresh.
+        """
+        self.failures = 0 if now - self.started >= STABLE_AFTER else self.failures + 1
+        delay = min(RESTART_MAX, RESTART_MIN * 2 ** max(self.failures - 1, 0))
+        self.restart_at = now + delay
+        return delay
 
 
 def supervise(settings: Settings, *, burst: bool = False) -> int:
@@ -183,10 +196,7 @@ class Supervisor:
         if self.shutdown.stopping or (self.burst and code == os.EX_OK):
             slot.status = "stopped"
             return
-        ran = time.monotonic() - slot.started
-        slot.failures = 0 if ran >= STABLE_AFTER else slot.failures + 1
-        delay = min(RESTART_MAX, RESTART_MIN * 2 ** max(slot.failures - 1, 0))
-        slot.restart_at = time.monotonic() + delay
+        delay = slot.schedule_restart(time.monotonic())
         slot.status = f"restarting in {delay:.0f} s"
         _log.warning("worker died; restarting", slot=slot.number, exit_status=code, delay=delay)
 
@@ -215,12 +225,13 @@ class Supervisor:
             return
         slot = self.slots[report.slot]
         slot.last_seen = time.monotonic()
-        if report.kind == "status":
-            slot.status = str(report.data.get("text", ""))
-        elif report.kind == "ready":
-            slot.status = "ready"
-        if report.kind in ("job_finished", "server_error"):
-            dispatch(self._metrics, report.kind, report.data)
+        match report.event:
+            case Status(text):
+                slot.status = text
+            case Ready():
+                slot.status = "ready"
+            case JobFinished() | ServerError():
+                self._metrics.report(report.event)
 
     def _tell_systemd(self) -> None:
         text = "; ".join(f"#{s.number} {s.status}" for s in self.slots)

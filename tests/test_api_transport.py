@@ -1,0 +1,106 @@
+"""The client through its transport seam: a MockAdapter in place of the network, in-process.
+
+Everything above the adapter runs for real (cookies, CSRF, re-login, error
+translation); test_api_client proves the same against real servers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import requests
+
+from worker.api import API
+from worker.errors import AuthenticationError, NotFoundError, TransientError
+from worker.testing import Answer, MockAdapter, json_answer
+
+HOST = "http://jobs.test/ml/"
+
+
+@dataclass
+class LoginApp:
+    """A job server's login and one endpoint, enough for the client's session rules."""
+
+    password: str = "right"
+    sessions: int = 0
+    expire_next: bool = False
+    calls: list[str] = field(default_factory=list)
+
+    def __call__(self, request: requests.PreparedRequest) -> Answer:
+        """Answer like the reference server: CSRF cookie, session cookie, 401 when expired."""
+        path = urlsplit(request.url or "").path.removeprefix("/ml/")
+        self.calls.append(f"{request.method} {path}")
+        if path == "login/" and request.method == "GET":
+            return Answer(200, b"<form>", {"Content-Type": "text/html"}, {"csrftoken": "t0k"})
+        if request.headers.get("X-CSRFToken") not in (None, "t0k"):
+            return json_answer({"error": "CSRF token wrong"}, 403)
+        if path == "login/":
+            form = parse_qs(str(request.body))
+            if form.get("password") != [self.password]:
+                return Answer(200, b"<p>wrong</p>", {"Content-Type": "text/html"})
+            self.sessions += 1
+            return json_answer({"success": True}, sessionid=f"s{self.sessions}")
+        if self.expire_next or f"sessionid=s{self.sessions}" not in request.headers.get(
+            "Cookie", ""
+        ):
+            self.expire_next = False
+            return json_answer({"error": "login required"}, 401)
+        if path == "datasets/":
+            return json_answer({"1": {"name": "iris"}})
+        if path == "busy/":
+            return Answer(503, b"", {"Retry-After": "7"})
+        return json_answer({"error": "no such job"}, 404)
+
+
+def test_the_default_logs_in_at_construction() -> None:
+    """API(...) logs in at once, as the seed's client does: CSRF cookie, then the POST."""
+    app = LoginApp()
+    API("backend", "right", HOST, adapter=MockAdapter(app), retry_for=0)
+    assert app.calls == ["GET login/", "POST login/"]
+
+
+def test_a_lazy_client_sends_nothing_until_its_first_call() -> None:
+    """login_now=False: no request at construction; the first call logs in, then runs."""
+    app = LoginApp()
+    api = API("backend", "right", HOST, adapter=MockAdapter(app), retry_for=0, login_now=False)
+    assert app.calls == []
+    assert api.get_datasets() == {1: {"name": "iris"}}
+    assert app.calls == ["GET login/", "POST login/", "GET datasets/"]
+
+
+def test_a_lazy_client_with_a_wrong_password_fails_at_its_first_call() -> None:
+    """The refusal comes with the first call, as the AuthenticationError it would have been."""
+    api = API("backend", "wrong", HOST, adapter=MockAdapter(LoginApp()), login_now=False)
+    with pytest.raises(AuthenticationError, match="could not log in"):
+        api.get_datasets()
+
+
+def test_an_expired_session_is_renewed_once_and_the_call_repeated() -> None:
+    """A 401 after login: the client logs in again (a new session) and the call succeeds."""
+    app = LoginApp()
+    api = API("backend", "right", HOST, adapter=MockAdapter(app), retry_for=0)
+    app.expire_next = True
+    assert api.get_datasets() == {1: {"name": "iris"}}
+    assert app.sessions == 2
+    assert app.calls[-4:] == ["GET datasets/", "GET login/", "POST login/", "GET datasets/"]
+
+
+def test_answers_become_the_typed_errors_with_the_servers_sentence() -> None:
+    """404 is NotFoundError with the server's words; 503 is TransientError with Retry-After."""
+    api = API("backend", "right", HOST, adapter=MockAdapter(LoginApp()), retry_for=0)
+    with pytest.raises(NotFoundError, match="no such job"):
+        api.get_job_details(17)
+    with pytest.raises(TransientError) as busy:
+        api.load("busy/")
+    assert busy.value.retry_after == 7
+
+
+def test_the_worker_id_travels_as_x_worker() -> None:
+    """request_job sends the worker's name in X-Worker."""
+    adapter = MockAdapter(LoginApp())
+    api = API("backend", "right", HOST, adapter=adapter, retry_for=0, worker_id="host-a:1")
+    with pytest.raises(NotFoundError):
+        api.request_job()
+    assert adapter.requests[-1].headers["X-Worker"] == "host-a:1"
