@@ -104,7 +104,7 @@ def claim_latencies(server: BenchServer, jobs: Sequence[int]) -> list[float]:
         "    assert job.attempt == 1, job.pk\n"
         "    print('latency', (job.claimed - job.created).total_seconds())\n"
     )
-    output = server.cli("manage", "shell", "-c", code).splitlines()
+    output = server.cli("manage", "shell", "-c", code).stdout.splitlines()
     return [float(line.split()[1]) for line in output if line.startswith("latency ")]
 
 

@@ -27,9 +27,10 @@ from typing import Any
 
 import structlog
 
-from worker.api import API, Claim
+from worker.api import Claim
 from worker.backoff import Backoff
 from worker.lifecycle import HEARTBEAT, Shutdown
+from worker.seams import JobServer
 
 _log = structlog.get_logger(__name__)
 
@@ -42,7 +43,7 @@ class Claimer:
     """Claims jobs for one loop; says how long to pause after an empty answer."""
 
     def __init__(
-        self, api: API, shutdown: Shutdown, heartbeat: Callable[[], None], *,
+        self, api: JobServer, shutdown: Shutdown, heartbeat: Callable[[], None], *,
         long_poll: float, idle: Backoff,
     ) -> None:  # fmt: skip
         self.api = api

@@ -71,7 +71,7 @@ class JobLoop:
         claimer = Claimer(
             self.api,
             self.shutdown,
-            self.reporter.heartbeat,
+            self._heartbeat,
             long_poll=self.settings.long_poll,
             idle=Backoff(self.settings.poll_min, self.settings.poll_max),
         )
