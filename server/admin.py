@@ -7,8 +7,10 @@ from typing import Any
 from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils.html import format_html
 
 from server.models import Dataset, Group, Job, Picture, Point, Round
+from server.views.results import RESULT_FIELDS
 
 
 @admin.register(Group)
@@ -71,10 +73,35 @@ class RoundAdmin(admin.ModelAdmin):
     filter_horizontal = ["participants"]
 
 
+def _thumbnail(picture: Picture) -> str:
+    """The picture itself, linked to its full size, instead of a bare file link."""
+    if not picture.file:
+        return "-"
+    url = picture.file.url
+    return format_html(
+        '<a href="{}"><img src="{}" alt="Picture {} of job {}" style="max-height: 12rem"></a>',
+        url,
+        url,
+        picture.pk,
+        picture.job_id,
+    )
+
+
 class PictureInline(admin.TabularInline):
+    """A job's pictures, shown, never edited: they are what its worker drew."""
+
     model = Picture
     extra = 0
-    readonly_fields = ["file", "sha256", "created"]
+    can_delete = False
+    fields = ["preview", "sha256", "created"]
+    readonly_fields = ["preview", "sha256", "created"]
+
+    @admin.display(description="Picture")
+    def preview(self, obj: Picture) -> str:
+        return _thumbnail(obj)
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
 
 @admin.register(Job)
@@ -94,7 +121,8 @@ class JobAdmin(admin.ModelAdmin):
     list_filter = ["status", "algorithm", "dataset", "round"]
     list_select_related = ["owner", "dataset"]
     search_fields = ["algorithm", "message", "worker"]
-    readonly_fields = ["created", "claimed", "finished", "update_digest"]
+    # A result is what a worker measured: shown, never edited (requeue the job instead).
+    readonly_fields = ["created", "claimed", "finished", "update_digest", *RESULT_FIELDS]
     inlines = [PictureInline]
     actions = ["requeue"]
 
@@ -113,5 +141,15 @@ class JobAdmin(admin.ModelAdmin):
 
 @admin.register(Picture)
 class PictureAdmin(admin.ModelAdmin):
+    """Pictures as their worker uploaded them: shown, never changed or added by hand."""
+
     list_display = ["id", "job", "file", "created"]
-    readonly_fields = ["sha256", "created"]
+    fields = ["job", "preview", "file", "sha256", "created"]
+    readonly_fields = ["job", "preview", "file", "sha256", "created"]
+
+    @admin.display(description="Picture")
+    def preview(self, obj: Picture) -> str:
+        return _thumbnail(obj)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False

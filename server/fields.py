@@ -2,7 +2,9 @@
 
 JSON is parsed strictly: ``NaN``, ``Infinity`` and numbers too large for a float are
 refused, because the protocol promises finite numbers everywhere; so are strings holding a
-NUL or an unpaired surrogate, which no database we support can store as JSON.
+NUL or an unpaired surrogate, which no database we support can store as JSON. Its size and
+nesting are bounded, because a deeply nested value that Python's JSON decoder accepts still
+overflows the stack of whoever later pickles or walks it recursively (a worker).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 from django import forms
 from django.core.exceptions import ValidationError
 
+DEFAULT_MAX_DEPTH = 32
 TRUE_TEXTS = frozenset({"true", "1"})
 FALSE_TEXTS = frozenset({"false", "0"})
 
@@ -55,6 +58,20 @@ def _text_problem(value: Any) -> str | None:
     return None
 
 
+def nesting_depth(value: Any) -> int:
+    """How deeply lists and objects nest in ``value`` (a scalar is 0, ``[1]`` is 1); iterative."""
+    deepest = 0
+    pending = [(value, 0)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        if isinstance(item, list):
+            deepest = max(deepest, depth + 1)
+            pending.extend((child, depth + 1) for child in item)
+    return deepest
+
+
 def parse_json(text: str) -> Any:
     """Parse JSON text, refusing NaN, infinities and strings that are not text.
 
@@ -75,11 +92,25 @@ def is_number(value: object) -> bool:
 
 
 class JSONTextField(forms.Field):
-    """A form field holding JSON text that must decode to ``expected`` (list or dict)."""
+    """A form field holding JSON text that must decode to ``expected`` (list or dict).
 
-    def __init__(self, expected: type, *, what: str, **kwargs: Any) -> None:
+    ``max_bytes`` bounds the UTF-8 text, ``max_depth`` the nesting (the outer list or object
+    is depth 1); both are named in the error.
+    """
+
+    def __init__(
+        self,
+        expected: type,
+        *,
+        what: str,
+        max_bytes: int | None = None,
+        max_depth: int = DEFAULT_MAX_DEPTH,
+        **kwargs: Any,
+    ) -> None:
         self.expected = expected
         self.what = what
+        self.max_bytes = max_bytes
+        self.max_depth = max_depth
         kwargs.setdefault("required", False)
         super().__init__(**kwargs)
 
@@ -88,15 +119,25 @@ class JSONTextField(forms.Field):
             return None
         if isinstance(value, self.expected):
             return value
+        text = str(value)
+        size = len(text.encode("utf-8", "surrogatepass"))
+        if self.max_bytes is not None and size > self.max_bytes:
+            raise ValidationError(
+                f"is {size:,} bytes of JSON text; at most {self.max_bytes:,} bytes allowed"
+            )
+        too_deep = f"must be {self.what} nested at most {self.max_depth} deep"
         try:
-            decoded = parse_json(str(value))
+            decoded = parse_json(text)
         except RecursionError:
-            raise ValidationError(f"must be {self.what} in JSON text, nested less deeply") from None
+            raise ValidationError(f"{too_deep} (lists and objects within one another)") from None
         except ValueError as error:
             raise ValidationError(f"must be {self.what} in JSON text ({error})") from error
         if not isinstance(decoded, self.expected):
             kind = type(decoded).__name__
             raise ValidationError(f"must be {self.what} in JSON text, not a JSON {kind}")
+        depth = nesting_depth(decoded)
+        if depth > self.max_depth:
+            raise ValidationError(f"{too_deep}, not {depth} (lists and objects within one another)")
         return decoded
 
 

@@ -31,7 +31,12 @@ class SubmitForm(forms.Form):
         },
     )
     dataset = int_field(1, MAX_ID, required=True)
-    params = JSONTextField(dict, what="an object")
+    params = JSONTextField(
+        dict,
+        what="an object",
+        max_bytes=settings.JOB_PARAMS_MAX_BYTES,
+        max_depth=settings.JOB_PARAMS_MAX_DEPTH,
+    )
     round = int_field(1, MAX_ID, required=False)
     time_limit = int_field(1, settings.JOB_MAX_TIME_LIMIT, required=False)
 

@@ -1,16 +1,22 @@
 """The reference job server's data: groups, datasets and their points, rounds, jobs, pictures.
 
-The shapes follow the protocol (``docs/protocol.md``): a point stores its
-feature values as a JSON dict and its label separately, so the wire dict
-``{"id": pk, **values, <target>: label, "set": set}`` is rebuilt without guessing which key
-is the target. A dataset's ``version`` is a digest of all its points, recomputed by
-``refresh_version()`` whenever points change, so workers can cache points by id and version.
+The shapes follow the protocol (``docs/protocol.md``): a point stores its feature values as a
+JSON dict and its label separately, so the wire dict ``{"id": pk, **values, <target>: label,
+"set": set}`` is rebuilt without guessing which key is the target. A dataset's ``version`` is
+recomputed by ``refresh_version()`` whenever points change, so workers can cache points by id
+and version.
+Students see the version, and it covers hidden labels, so it is an HMAC keyed with the
+server's secret (see :func:`dataset_version`): a plain hash would let a student test guesses
+of the hidden labels offline.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
+from collections.abc import Iterable
+from typing import Any
 
 from django.conf import settings
 from django.db import models
@@ -61,17 +67,33 @@ class Dataset(models.Model):
         Call it after adding, changing or removing points: workers cache a dataset's points
         under its id and version, so a stale version would serve them stale points.
         """
-        digest = hashlib.sha256()
-        header = {"features": self.features, "target": self.target, "task": self.task}
-        digest.update(_canonical(header))
         rows = self.points.order_by("id").values_list("id", "set", "values", "label")
-        for row in rows.iterator(chunk_size=2000):
-            digest.update(b"\n")
-            digest.update(_canonical(list(row)))
-        self.version = digest.hexdigest()[:16]
+        header = {"features": self.features, "target": self.target, "task": self.task}
+        self.version = dataset_version(self.pk, header, rows.iterator(chunk_size=2000))
         if self.pk is not None:
             self.save(update_fields=["version"])
         return self.version
+
+
+VERSION_KEY_PURPOSE = b"mlworker dataset version"
+
+
+def dataset_version(
+    dataset_id: int | None, header: dict[str, Any], rows: Iterable[Iterable[Any]]
+) -> str:
+    """An opaque version of a dataset's content: changes whenever any point or column does.
+
+    HMAC-SHA-256 under a key derived from ``SECRET_KEY``: without the key nobody can compute
+    it, so it confirms no guess of a hidden label; the dataset's id is part of the message,
+    so two datasets with the same points do not share a version either.
+    """
+    key = hmac.new(settings.SECRET_KEY.encode(), VERSION_KEY_PURPOSE, hashlib.sha256).digest()
+    digest = hmac.new(key, digestmod=hashlib.sha256)
+    digest.update(_canonical({"dataset": dataset_id, **header}))
+    for row in rows:
+        digest.update(b"\n")
+        digest.update(_canonical(list(row)))
+    return digest.hexdigest()[:16]
 
 
 def _canonical(value: object) -> bytes:

@@ -13,10 +13,17 @@ Environment (``mlworker-server`` sets the first two from its flags):
   are held (default 0.5 on SQLite, 5 on PostgreSQL).
 - ``MLWORKER_SERVER_ALLOWED_HOSTS``, ``MLWORKER_SERVER_CSRF_TRUSTED_ORIGINS``: comma-separated
   additions for deployments reached under another name than loopback.
+- ``MLWORKER_SERVER_BEHIND_HTTPS_PROXY``: ``1`` behind a TLS-terminating reverse proxy:
+  ``Secure`` cookies, HSTS, and the proxy's ``X-Forwarded-Proto`` and ``X-Forwarded-For``.
+- ``MLWORKER_SERVER_MAX_PENDING_JOBS``: jobs a student may have waiting or running (default
+  20; 0 for no limit).
+- ``MLWORKER_SERVER_LOGIN_FAILURES``, ``MLWORKER_SERVER_LOGIN_COOLOFF``: failed logins per
+  account, and per address, before logins are refused for the cool-off (default 10, 300 s).
 """
 
 from __future__ import annotations
 
+import datetime
 import importlib.util
 import os
 import secrets
@@ -26,9 +33,21 @@ from typing import Any
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from server.datadir import make_private, make_private_sqlite
+
 
 def _env_list(name: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()]
+
+
+def _env_int(name: str, default: int) -> int:
+    """A whole number of 0 or more from the environment, or a clear ``ImproperlyConfigured``."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    if not text.isdigit():
+        raise ImproperlyConfigured(f"{name} is {text!r}: it must be a whole number, 0 or more")
+    return int(text)
 
 
 def _secret_key(path: Path) -> str:
@@ -99,7 +118,7 @@ def _databases(data_dir: Path) -> dict[str, dict[str, Any]]:
 
 
 DATA_DIR = Path(os.environ.get("MLWORKER_SERVER_DATA_DIR") or "mlworker-data").resolve()
-DATA_DIR.mkdir(parents=True, exist_ok=True)
+make_private(DATA_DIR)
 
 SECRET_KEY = _secret_key(DATA_DIR / "secret_key")
 DEBUG = False
@@ -113,6 +132,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "axes",
     "server.apps.ServerConfig",
 ]
 
@@ -124,6 +144,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: it turns a throttled login into our 429
 ]
 
 ROOT_URLCONF = "server.urls"
@@ -150,6 +171,8 @@ TEMPLATES = [
 ]
 
 DATABASES = _databases(DATA_DIR)
+if DATABASES["default"]["ENGINE"] == SQLITE_ENGINE:
+    make_private_sqlite(DATABASES["default"]["NAME"])
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 LANGUAGE_CODE = "en-us"
@@ -167,7 +190,8 @@ MEDIA_ROOT = DATA_DIR / "media"
 PICTURE_MAX_BYTES = 5 * 1024 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = 32 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = PICTURE_MAX_BYTES + 1024 * 1024
-FILE_UPLOAD_PERMISSIONS = 0o644
+FILE_UPLOAD_PERMISSIONS = 0o600
+FILE_UPLOAD_DIRECTORY_PERMISSIONS = 0o700
 FILE_UPLOAD_HANDLERS = [
     "server.uploads.SizeLimitUploadHandler",
     "django.core.files.uploadhandler.MemoryFileUploadHandler",
@@ -185,6 +209,41 @@ LONG_POLL_MAX = int(os.environ.get("MLWORKER_SERVER_LONG_POLL_MAX") or 60)
 # Seconds between the fallback checks for claimable jobs while long polls wait; 0: 0.5 s on
 # SQLite (how a submit reaches another process), 5 s on PostgreSQL (NOTIFY does it).
 LONG_POLL_CHECK = float(os.environ.get("MLWORKER_SERVER_LONG_POLL_CHECK") or 0)
+
+# Students are untrusted (docs/security.md): what one may send and queue is bounded.
+JOB_PARAMS_MAX_BYTES = 64 * 1024
+JOB_PARAMS_MAX_DEPTH = 8
+JOB_MAX_PENDING_PER_USER = _env_int("MLWORKER_SERVER_MAX_PENDING_JOBS", 20)
+JOB_QUOTA_RETRY_AFTER = 60
+
+# Login throttling (django-axes): failures are counted per account and, separately, per
+# address in the database, so every server process sees them; a throttled login gets a
+# JSON 429 with Retry-After (server.throttle). Retrying during the cool-off restarts it.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = max(1, _env_int("MLWORKER_SERVER_LOGIN_FAILURES", 10))
+AXES_COOLOFF_TIME = datetime.timedelta(
+    seconds=max(1, _env_int("MLWORKER_SERVER_LOGIN_COOLOFF", 300))
+)
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = False  # True would let a login to your own account clear the count
+AXES_DISABLE_ACCESS_LOG = True  # successful logins need no table row each
+AXES_VERBOSE = False
+AXES_LOCKOUT_CALLABLE = "server.throttle.lockout_response"
+AXES_CLIENT_IP_CALLABLE = "server.throttle.client_address"
+
+# Behind a TLS-terminating proxy (docs/server.md): the proxy must set X-Forwarded-Proto and
+# append the client's address to X-Forwarded-For; the app itself stays on plain HTTP.
+BEHIND_HTTPS_PROXY = _env_int("MLWORKER_SERVER_BEHIND_HTTPS_PROXY", 0) == 1
+if BEHIND_HTTPS_PROXY:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = 365 * 24 * 3600
+SESSION_COOKIE_HTTPONLY = True
+SECURE_CONTENT_TYPE_NOSNIFF = True
 
 LOGGING = {
     "version": 1,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.contrib import admin
-from django.urls import path, register_converter
+from django.urls import include, path, register_converter
 
 from server.views import auth, catalog, files, jobs, results
 
@@ -46,4 +46,5 @@ urlpatterns = [
     path("media/<path:path>", files.media, name="media"),
     path("static/<path:path>", files.static_file, name="static"),
     path("admin/", admin.site.urls),
+    path("", include("server.pages.urls")),  # web pages for people, beside the protocol
 ]

@@ -10,8 +10,18 @@ from django.db.models import Count, Q, QuerySet
 from django.urls import reverse
 
 from server.models import SETS, Dataset, Job, Point
+from server.visibility import HIDDEN_SETS, labels_hidden, validation_hidden
 
-HIDDEN_SETS = frozenset({"test", "validation"})
+__all__ = [
+    "HIDDEN_SETS",
+    "dataset_info",
+    "job_details",
+    "job_result",
+    "point_dicts",
+    "set_sizes",
+    "validation_hidden",
+    "with_set_counts",
+]
 
 
 def with_set_counts(datasets: QuerySet[Dataset]) -> QuerySet[Dataset]:
@@ -53,7 +63,7 @@ def point_dicts(dataset: Dataset, *, hide_labels: bool) -> Iterator[dict[str, An
     target = dataset.target
     features = list(dataset.features)
     for pk, set_name, values, label in rows.values_list("id", "set", "values", "label"):
-        hidden = hide_labels and set_name in HIDDEN_SETS
+        hidden = labels_hidden(set_name, staff=not hide_labels)
         ordered = {name: values[name] for name in features if name in values}
         ordered.update(values)  # keys outside ``features`` (admin edits) keep their place last
         yield {"id": pk, **ordered, target: None if hidden else label, "set": set_name}
@@ -78,16 +88,11 @@ def job_details(job: Job) -> dict[str, Any]:
     }
 
 
-def validation_hidden(job: Job, *, staff: bool) -> bool:
-    """Validation scores stay hidden from students while the job's round is open.
-
-    Jobs outside any round have nothing to compete for, so their owners see everything.
-    """
-    return not staff and job.round is not None and job.round.open
-
-
 def job_result(job: Job, *, staff: bool) -> dict[str, Any]:
-    """The protocol's job result, as its owner (``staff=False``) or an admin sees it."""
+    """The protocol's job result, as its owner (``staff=False``) or an admin sees it.
+
+    What is hidden from students is decided in :mod:`server.visibility`.
+    """
     hidden = validation_hidden(job, staff=staff)
     return {
         "id": job.pk,

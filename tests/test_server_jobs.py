@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from conftest import RunningServer
-from server_helpers import dataset_id, png_bytes, result_fields, running_job
+from server_helpers import dataset_id, png_bytes, result_fields, running_job, write_csv
 
 from worker.api import API
 from worker.errors import ConflictError, NotFoundError, PermissionDeniedError
@@ -123,10 +123,13 @@ def test_results_are_for_their_owner_or_admins(
 
 
 def test_validation_scores_hidden_until_round_closes(
-    demo_server: RunningServer, admin: API, student: API
+    demo_server: RunningServer, admin: API, student: API, tmp_path: Path
 ) -> None:
     """The owner sees validation scores only after the round closes; admins always."""
-    moons = dataset_id(admin, "moons")
+    sizes = {"training": 4, "test": 3, "validation": 2}
+    moons = demo_server.import_dataset(
+        write_csv(tmp_path / "d.csv", sizes), "hiding", "classification"
+    )
     round_id = demo_server.new_round(moons, "hiding")
     student.join_round(round_id)
     job_id = running_job(admin, student, moons, round_id=round_id)

@@ -45,6 +45,7 @@ from worker.reference_server import (
 )
 
 ADMIN = (DEFAULT_USERNAME, DEFAULT_PASSWORD)  # the demo's worker account, a superuser
+STUDENT = ("student", "student")  # the demo's student, who owns the demo's jobs
 SERVER_START_SECONDS = 180.0  # migrating and seeding a new database on a slow machine
 POLL_SECONDS = 0.5
 STOP_SECONDS = 30.0
@@ -325,6 +326,8 @@ def _print_pictures(results: dict[int, dict[str, Any]], run: Demo, *, keep: bool
     pid = run.server.process.pid
     print(
         f"\nThe server keeps running at {run.url} (pid {pid}).\n"
+        f"  Open {run.url} in a browser: log in as {STUDENT[0]} / {STUDENT[1]} (a student's "
+        f"jobs, pictures, the round's leaderboard) or {ADMIN[0]} / {ADMIN[1]} (a teacher)\n"
         f"  Results and pictures in Django's admin: {run.url}admin/ "
         f"(login {ADMIN[0]} / {ADMIN[1]})\n"
         f"  Pictures on disk: {media}\n"

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from django.core.exceptions import DisallowedHost, RequestDataTooBig
+import re
+
+from django.core.exceptions import DisallowedHost, RequestDataTooBig, SuspiciousFileOperation
 from django.http import HttpRequest, JsonResponse
 
 from server.views.common import error_response
+
+# An absolute file path inside a message: the server's layout is nobody else's business.
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.:/])/[^\s'\"()]+")
 
 
 def csrf_failure(request: HttpRequest, reason: str = "") -> JsonResponse:
@@ -21,7 +26,8 @@ def bad_request(request: HttpRequest, exception: Exception | None = None) -> Jso
     """``handler400``: unreadable bodies, too many fields; too large a body becomes ``413``.
 
     Django's messages for these (e.g. "Invalid boundary in multipart: None") name the
-    problem without revealing anything, so they are passed on.
+    problem, so they are passed on, but never a file path: a path that leaves its directory
+    gets a sentence of its own, and any other absolute path is cut out of the message.
     """
     if isinstance(exception, RequestDataTooBig):
         return error_response(413, "request body too large")
@@ -29,7 +35,9 @@ def bad_request(request: HttpRequest, exception: Exception | None = None) -> Jso
         return error_response(
             400, "this host name is not served here: add it to MLWORKER_SERVER_ALLOWED_HOSTS"
         )
-    detail = str(exception or "").strip()
+    if isinstance(exception, SuspiciousFileOperation):
+        return error_response(400, "bad request: the path leads outside the files served here")
+    detail = _ABSOLUTE_PATH.sub("<path>", str(exception or "").strip())
     return error_response(400, f"bad request: {detail}" if detail else "bad request")
 
 

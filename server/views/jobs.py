@@ -5,7 +5,9 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import User
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 
 from server.forms import SubmitForm
@@ -18,15 +20,18 @@ from server.views.common import (
     ClientError,
     api_view,
     async_api_view,
+    error_response,
     get_or_404,
     json_response,
     user_of,
     valid_form,
 )
+from server.visibility import may_submit_on, open_rounds
 from server.wakeup import hub
 from server.wire import job_details, job_result
 
 SEED_LIMIT = 2**31
+UNFINISHED = ("pending", "running")
 
 
 def _round_for(user: User, round_id: int, dataset: Dataset) -> Round:
@@ -47,6 +52,41 @@ def _round_for(user: User, round_id: int, dataset: Dataset) -> Round:
     return round_
 
 
+def _check_competition(user: User, dataset: Dataset) -> None:
+    """A dataset with an open round is for that round's participants (and staff) only."""
+    if not may_submit_on(user, dataset.pk):
+        ids = ", ".join(str(pk) for pk in open_rounds(dataset.pk).values_list("pk", flat=True))
+        raise ClientError(
+            403,
+            f"dataset {dataset.pk} is used by open round {ids}: join the round before "
+            "submitting on its dataset",
+            {"dataset": f"join round {ids} first"},
+        )
+
+
+def _over_quota(user: User) -> HttpResponse | None:
+    """A ``429`` when a student already has the most unfinished jobs allowed, else ``None``.
+
+    Call it inside the transaction that creates the job: the user's row is locked there, so
+    concurrent submissions by one student are counted one after another.
+    """
+    limit = settings.JOB_MAX_PENDING_PER_USER
+    if user.is_staff or not limit:
+        return None
+    User.objects.select_for_update().filter(pk=user.pk).first()
+    waiting = Job.objects.filter(owner=user, status__in=UNFINISHED).count()
+    if waiting < limit:
+        return None
+    answer = error_response(
+        429,
+        f"you have {waiting} jobs waiting or running, the most allowed is {limit}: "
+        "submit more once some have finished",
+        {"jobs": f"at most {limit} waiting or running"},
+    )
+    answer["Retry-After"] = str(settings.JOB_QUOTA_RETRY_AFTER)
+    return answer
+
+
 @api_view(method="POST")
 def submit(request: HttpRequest) -> HttpResponse:
     """Queue a job; the server picks its seed so that reruns are reproducible."""
@@ -56,15 +96,20 @@ def submit(request: HttpRequest) -> HttpResponse:
         raise ClientError(403, ADMIN_REQUIRED, {"time_limit": "only admins may set a time limit"})
     dataset = get_or_404(Dataset.objects, data["dataset"], "dataset", field="dataset")
     round_ = None if data["round"] is None else _round_for(user, data["round"], dataset)
-    job = Job.objects.create(
-        owner=user,
-        algorithm=data["algorithm"],
-        dataset=dataset,
-        params=data["params"],
-        round=round_,
-        time_limit=data["time_limit"],
-        seed=secrets.randbelow(SEED_LIMIT),
-    )
+    _check_competition(user, dataset)
+    with transaction.atomic():
+        refusal = _over_quota(user)
+        if refusal is not None:
+            return refusal
+        job = Job.objects.create(
+            owner=user,
+            algorithm=data["algorithm"],
+            dataset=dataset,
+            params=data["params"],
+            round=round_,
+            time_limit=data["time_limit"],
+            seed=secrets.randbelow(SEED_LIMIT),
+        )
     return json_response({"job": job.pk}, status=201)
 
 
