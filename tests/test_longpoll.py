@@ -35,6 +35,7 @@ from worker.api import API, Claim
 from worker.backoff import Backoff
 from worker.claims import Claimer
 from worker.lifecycle import Shutdown
+from worker.testing import FakeJobServer
 
 HELD = {"X-Long-Poll": "0.4"}
 STOP_DEADLINE = 15.0  # "within seconds" after SIGTERM, generously for a loaded machine
@@ -215,3 +216,29 @@ def test_claims_carry_details_or_the_worker_asks(
         listings = len(proxy.received("GET", r"/datasets/"))
     assert [admin.get_job_result(job)["status"] for job in jobs] == ["done", "done"]
     assert (details_asked, listings) == ((2, 2) if seed_only else (0, 0))
+
+
+class BlockedServer(FakeJobServer):
+    """A server whose claims never answer (a long poll held until the test ends)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+
+    def claim_job(self, wait: float | None = None, *, details: bool = False) -> Claim:
+        """Hang until released, as a held long poll does."""
+        self.release.wait(60)
+        return Claim(None, wait)
+
+
+def test_a_stop_signal_leaves_a_held_claim_without_waiting_for_it() -> None:
+    """A stop during a held claim: claim() returns no job while the request still hangs."""
+    server = BlockedServer()
+    shutdown = Shutdown()
+    policy = Claimer(server, shutdown, lambda: None, long_poll=60, idle=Backoff(5, 10))
+    shutdown.request()
+    try:
+        assert policy.claim() == Claim(None, None)
+        assert not server.release.is_set()  # the request was left, not answered
+    finally:
+        server.release.set()
