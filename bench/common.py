@@ -59,8 +59,9 @@ def write_dataset(path: Path, points: int, *, seed: int = 0) -> Path:
 class BenchServer(ReferenceServer):
     """``mlworker-server run`` on a free loopback port, with an admin (worker) account."""
 
-    def __init__(self, data_dir: Path) -> None:
-        super().__init__(data_dir, start_deadline=START_DEADLINE)
+    def __init__(self, data_dir: Path, env: Mapping[str, str] | None = None) -> None:
+        # env: e.g. DATABASE_URL, for a server on PostgreSQL
+        super().__init__(data_dir, env=env, start_deadline=START_DEADLINE)
 
     def start(self) -> None:
         """Create the admin account, then start the server and wait until it answers."""

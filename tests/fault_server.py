@@ -44,6 +44,8 @@ class Reply:
     headers: Mapping[str, str] = field(default_factory=dict)
     cookies: Mapping[str, str] = field(default_factory=dict)
     delay: float = 0.0  # seconds before answering, to outlast a client's read timeout
+    raw: bytes | None = None  # a body sent as it is (JSON no encoder would write), not `body`
+    trickle: float = 0.0  # seconds between bytes of the whole answer, status line included
 
 
 @dataclass(frozen=True)
@@ -200,8 +202,11 @@ def _handler_for(server: FaultServer) -> type[BaseHTTPRequestHandler]:
             )
 
         def _send(self, reply: Reply, cookies: dict[str, str]) -> None:
-            is_text = isinstance(reply.body, str)
-            body = (reply.body if is_text else json.dumps(reply.body)).encode()
+            is_text = isinstance(reply.body, str) and reply.raw is None
+            body = reply.raw if reply.raw is not None else _encoded(reply.body)
+            if reply.trickle:
+                self._trickle(reply, body)
+                return
             self.send_response(reply.status)
             self.send_header("Content-Type", "text/html" if is_text else "application/json")
             self.send_header("Content-Length", str(len(body)))
@@ -211,6 +216,19 @@ def _handler_for(server: FaultServer) -> type[BaseHTTPRequestHandler]:
                 self.send_header("Set-Cookie", f"{name}={value}; Path=/")
             self.end_headers()
             self.wfile.write(body)
+
+        def _trickle(self, reply: Reply, body: bytes) -> None:
+            """Answer one byte at a time, `reply.trickle` seconds apart, until the peer leaves."""
+            head = f"HTTP/1.1 {reply.status} Trickle\r\nContent-Type: application/json\r\n"
+            head += f"Content-Length: {len(body)}\r\n\r\n"
+            self.close_connection = True
+            for byte in head.encode() + body:
+                try:
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                except OSError:
+                    return
+                time.sleep(reply.trickle)  # the peer being slow, not the test waiting
 
     def _cookies_to_set(reply: Reply, cookies: dict[str, str]) -> dict[str, str]:
         """Cookies of the answer; a client without a valid CSRF token gets one, as Django does."""
@@ -223,6 +241,10 @@ def _handler_for(server: FaultServer) -> type[BaseHTTPRequestHandler]:
 
 
 Files = dict[str, tuple[str, bytes]]
+
+
+def _encoded(body: Any) -> bytes:
+    return (body if isinstance(body, str) else json.dumps(body)).encode()
 
 
 def _parse_body(content_type: str, body: bytes) -> tuple[dict[str, str], Files]:

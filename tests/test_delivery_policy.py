@@ -17,6 +17,7 @@ from worker.delivery import Deliverer
 from worker.errors import InvalidInputError, TransientError
 from worker.outbox import Outbox
 from worker.reporting import ServerError
+from worker.result import Result
 from worker.testing import FakeJobServer, RecordingReporter
 
 DRAIN_SECONDS = 10.0
@@ -25,7 +26,7 @@ AWAY = TransientError("POST /jobs/1/update/ failed: ConnectionError", None)
 
 def spool_failure(outbox: Outbox, job_id: int, message: str) -> None:
     """Put a failed job's result in the spool, as the loop does."""
-    outbox.put(job_id, {"success": False, "message": message}, [])
+    outbox.put(Result.failure(job_id, message))
 
 
 @pytest.fixture
@@ -55,7 +56,11 @@ def start(
     ) -> tuple[Deliverer, RecordingReporter]:
         reporter = RecordingReporter()
         deliverer = Deliverer(
-            outbox, connect, Backoff(0.01, 0.05), idle_check=0.05, reporter=reporter
+            outbox,
+            lambda _cut: connect(),
+            Backoff(0.01, 0.05),
+            idle_check=0.05,
+            reporter=reporter,
         )
         deliverer.start()
         started.append(deliverer)

@@ -231,6 +231,19 @@ def test_failure_is_reported_and_the_next_job_runs(
     assert_still_runs_jobs(runner, iris)
 
 
+def test_a_job_that_cannot_be_handed_over_fails_and_the_runner_goes_on(
+    runner: JobRunner, iris: Dataset
+) -> None:
+    """Params too deep to pickle fail the job as ``invalid``; the spare still runs the next."""
+    nested: Any = 1
+    for _ in range(100_000):
+        nested = [nested]
+    outcome = run(runner, spec(iris, "knn", params={"n_neighbors": nested}))
+    assert (outcome.kind, outcome.result) == ("invalid", None)
+    assert outcome.message.startswith("the job cannot be handed to a job process: RecursionError")
+    assert run(runner, spec(iris, "knn", params={"n_neighbors": 3})).ok
+
+
 def test_timeout_kills_the_whole_process_group(
     runner: JobRunner, iris: Dataset, plugin_dir: Path
 ) -> None:

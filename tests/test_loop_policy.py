@@ -44,12 +44,11 @@ class Rig:
     outbox: Outbox
     reporter: RecordingReporter
     shutdown: Shutdown
+    deliverer: Deliverer
 
     def delivered(self) -> dict[int, dict[str, Any]]:
         """Deliver what the loop spooled, with the real delivery thread; the server's updates."""
-        deliverer = Deliverer(
-            self.outbox, lambda: self.server, Backoff(0.01, 0.05), idle_check=0.05
-        )
+        deliverer = self.deliverer
         deliverer.start()
         try:
             assert deliverer.wait_drained(DRAIN_SECONDS), "the spool did not drain"
@@ -72,18 +71,18 @@ def rig(tmp_path: Path, server: FakeJobServer, **flags: object) -> Rig:
     outbox = Outbox(settings.spool_dir)
     reporter = RecordingReporter()
     shutdown = Shutdown()
+    deliverer = Deliverer(outbox, lambda _cut: server, Backoff(0.01, 0.05), idle_check=0.05)
     loop = JobLoop(
         settings=settings,
         worker_id="test:1",
         api=server,
         runner=FakeRunner(),
-        outbox=outbox,
+        results=deliverer,
         cache=DatasetCache(settings.cache_dir),
         shutdown=shutdown,
         reporter=reporter,
-        wake_delivery=lambda: None,
     )
-    return Rig(loop, server, outbox, reporter, shutdown)
+    return Rig(loop, server, outbox, reporter, shutdown, deliverer)
 
 
 def test_a_burst_runs_every_pending_job_once_and_delivers_its_result(
@@ -104,22 +103,25 @@ def test_a_burst_runs_every_pending_job_once_and_delivers_its_result(
     assert [e.outcome for e in run.reporter.of(JobFinished)] == ["success", "success"]
 
 
-def test_the_job_time_limit_wins_over_the_setting_when_it_is_a_positive_number(
+def test_the_job_time_limit_wins_over_the_setting_and_a_bad_one_fails_the_job(
     tmp_path: Path, server: FakeJobServer
 ) -> None:
-    """A job's own time_limit reaches the runner; a bool, zero or text falls back to the setting."""
-    for limit in (7, True, 0, "60"):
-        server.add_job("knn", 1, time_limit=limit)
+    """A job's own time_limit reaches the runner, none means the setting; a bool, zero or text
+    fails the job with a sentence (worker.details) instead of running under another limit."""
+    jobs = [server.add_job("knn", 1, time_limit=limit) for limit in (7, None, True, 0, "60")]
     run = rig(tmp_path, server, time_limit=42)
     run.loop.run(burst=True)
-    assert [call.time_limit for call in run.loop.runner.runs] == [7.0, 42.0, 42.0, 42.0]
+    assert [call.time_limit for call in run.loop.runner.runs] == [7.0, 42.0]
     assert {call.memory_limit for call in run.loop.runner.runs} == {run.loop.settings.memory_limit}
+    updates = run.delivered()
+    for job in jobs[2:]:
+        assert "time_limit must be a number of seconds" in updates[job]["message"]
 
 
 @pytest.mark.parametrize(
     ("details", "sentence"),
     [
-        ({"algorithm": "", "dataset": 1}, "names no algorithm"),
+        ({"algorithm": "", "dataset": 1}, "must name an algorithm"),
         ({"algorithm": "knn", "dataset": 1, "params": [3]}, "must be a JSON object"),
         ({"algorithm": "knn", "dataset": "iris"}, "must be a dataset id"),
         ({"algorithm": "knn", "dataset": 99}, "dataset 99 does not exist"),

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
+from worker.delivery import deliver_pending
 from worker.errors import (
     APIError,
     AuthenticationError,
@@ -26,7 +27,8 @@ from worker.errors import (
     TransientError,
 )
 from worker.files import lock_file
-from worker.outbox import Outbox, deliver_pending
+from worker.outbox import Outbox
+from worker.result import Picture, Result
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
 
@@ -42,6 +44,17 @@ def result(n: int = 0) -> dict[str, Any]:
         "extra_scores_test": {"f1_macro": 0.4},
         "message": f"result {n}",
     }
+
+
+def made(
+    job_id: int, fields: Mapping[str, Any], pictures: Sequence[tuple[str, bytes]] = ()
+) -> Result:
+    """A result of ``fields`` and ``(name, png)`` pictures, as the loop hands one over."""
+    return Result.from_fields(job_id, fields, [Picture(name, png) for name, png in pictures])
+
+
+def _listed(labels: Sequence[Any] | None) -> list[Any] | None:
+    return None if labels is None else list(labels)
 
 
 class RecordingAPI:
@@ -68,20 +81,20 @@ class RecordingAPI:
         extra_scores_validation: Mapping[str, float] | None = None,
         message: str | None = None,
         success: bool = True,
-        pictures: Sequence[str] | None = None,
+        pictures: Sequence[tuple[str, bytes]] | None = None,
     ) -> dict[str, Any]:
         sent = {
             "score_test": score_test,
             "score_validation": score_validation,
-            "labels_training": labels_training,
-            "labels_test": labels_test,
-            "labels_validation": labels_validation,
+            "labels_training": _listed(labels_training),
+            "labels_test": _listed(labels_test),
+            "labels_validation": _listed(labels_validation),
             "extra_scores_test": extra_scores_test,
             "extra_scores_validation": extra_scores_validation,
             "message": message,
             "success": success,
         }
-        self.calls.append((job_id, sent, [Path(p).read_bytes() for p in pictures or ()]))
+        self.calls.append((job_id, sent, [png for _, png in pictures or ()]))
         if self.record is not None:
             with open(self.record, "a", encoding="utf-8") as f:
                 f.write(f"{job_id} {os.getpid()}\n")
@@ -96,15 +109,15 @@ class RecordingAPI:
 def test_put_then_claim_round_trip(tmp_path: Path) -> None:
     """An entry reads back exactly as written, pictures included, and done() removes it."""
     outbox = Outbox(tmp_path)
-    entry = outbox.put(17, result(), [("confusion_matrix.png", PNG), ("regions.png", b"x")])
+    entry = outbox.put(made(17, result(), [("confusion_matrix.png", PNG), ("regions.png", b"x")]))
     assert entry.job_id == 17
     assert outbox.count() == 1
     with outbox.claim(entry) as claim:
         assert claim is not None
         assert claim.job_id == 17
-        assert claim.fields == result()
-        assert [p.name for p in claim.picture_paths] == ["confusion_matrix.png", "regions.png"]
-        assert claim.picture_paths[0].read_bytes() == PNG
+        assert claim.result.fields() == {**result(), "success": True}
+        assert [p.name for p in claim.result.pictures] == ["confusion_matrix.png", "regions.png"]
+        assert claim.result.pictures[0].png == PNG
         claim.done()
     assert outbox.count() == 0
     assert outbox.pending() == []
@@ -114,7 +127,7 @@ def test_put_then_claim_round_trip(tmp_path: Path) -> None:
 def test_entry_of_the_previous_format_is_still_delivered(tmp_path: Path) -> None:
     """A format-1 entry (pictures in a pictures/ folder), spooled before an upgrade, goes out."""
     outbox = Outbox(tmp_path)
-    entry = outbox.put(8, result(8), [("p.png", PNG)])
+    entry = outbox.put(made(8, result(8), [("p.png", PNG)]))
     (entry.path / "pictures").mkdir()
     (entry.path / "p.png").rename(entry.path / "pictures" / "p.png")
     _rewrite(entry, lambda document: document.update(format=1))
@@ -129,7 +142,7 @@ def test_entry_of_the_previous_format_is_still_delivered(tmp_path: Path) -> None
 def test_failed_job_needs_no_scores(tmp_path: Path) -> None:
     """A failure result (success false, a message) needs no scores or labels."""
     outbox = Outbox(tmp_path)
-    outbox.put(3, {"success": False, "message": "worker shut down"}, [])
+    outbox.put(made(3, {"success": False, "message": "worker shut down"}, []))
     api = RecordingAPI()
     assert deliver_pending(outbox, api).delivered == 1
     ((job_id, sent, pictures),) = api.calls
@@ -159,7 +172,7 @@ def test_put_refuses_malformed_results(
     """A malformed result is refused before anything is written, with the reason."""
     outbox = Outbox(tmp_path)
     with pytest.raises(ValueError, match="job 5: ") as info:
-        outbox.put(5, fields, pictures)
+        outbox.put(made(5, fields, pictures))
     assert message in str(info.value)
     assert outbox.count() == 0
     assert list(outbox.tmp.iterdir()) == []
@@ -168,13 +181,15 @@ def test_put_refuses_malformed_results(
 WRITER = """
 import sys
 from worker.outbox import Outbox
+from worker.result import Picture, Result
 outbox = Outbox(sys.argv[1])
 picture = bytes(range(256)) * 16384  # 4 MiB: each put spends its time writing
 fields = {"success": False, "message": "x" * 1000}
 n = 0
 while True:
     n += 1
-    outbox.put(n, fields, [("a.png", picture), ("b.png", picture)])
+    pictures = [Picture("a.png", picture), Picture("b.png", picture)]
+    outbox.put(Result.from_fields(n, fields, pictures))
 """
 
 
@@ -206,7 +221,7 @@ def test_kill_during_put_leaves_no_partial_entry(tmp_path: Path) -> None:
     for entry in entries:
         with outbox.claim(entry) as claim:
             assert claim is not None, f"{entry.name} is not a whole entry"
-            assert [p.stat().st_size for p in claim.picture_paths] == [4 * 1024 * 1024] * 2
+            assert [len(p.png) for p in claim.result.pictures] == [4 * 1024 * 1024] * 2
     assert list(outbox.corrupt.iterdir()) == []
 
 
@@ -214,7 +229,7 @@ def test_replay_after_restart(tmp_path: Path) -> None:
     """Results spooled by one worker are delivered, oldest first, by the next one on that spool."""
     first = Outbox(tmp_path)
     for job_id in (9, 4, 7):
-        first.put(job_id, result(job_id), [("p.png", PNG)])
+        first.put(made(job_id, result(job_id), [("p.png", PNG)]))
     del first
 
     restarted = Outbox(tmp_path)
@@ -241,7 +256,7 @@ def test_two_processes_never_deliver_the_same_entry(tmp_path: Path) -> None:
     spool, record = tmp_path / "spool", tmp_path / "sent.txt"
     outbox = Outbox(spool)
     for job_id in range(1, 61):
-        outbox.put(job_id, result(job_id), [("p.png", PNG)])
+        outbox.put(made(job_id, result(job_id), [("p.png", PNG)]))
     context = multiprocessing.get_context("fork")
     barrier = context.Barrier(2)
     children = [
@@ -260,8 +275,8 @@ def test_two_processes_never_deliver_the_same_entry(tmp_path: Path) -> None:
 def test_claimed_entry_is_skipped_by_others(tmp_path: Path) -> None:
     """While one holder has an entry's lock, another claim gets None and delivery skips it."""
     outbox = Outbox(tmp_path)
-    held = outbox.put(1, result(1), [])
-    outbox.put(2, result(2), [])
+    held = outbox.put(made(1, result(1), []))
+    outbox.put(made(2, result(2), []))
     with outbox.claim(held) as claim:
         assert claim is not None
         with Outbox(tmp_path).claim(held) as other:
@@ -293,17 +308,23 @@ def test_leftovers_in_tmp_cleaned_unless_a_writer_holds_them(tmp_path: Path) -> 
 def test_corrupt_entries_moved_aside_and_reported(tmp_path: Path) -> None:
     """Unreadable or malformed entries go to corrupt/ with a reason and a log; good ones go out."""
     outbox = Outbox(tmp_path)
-    good = outbox.put(1, result(1), [("p.png", PNG)])
+    good = outbox.put(made(1, result(1), [("p.png", PNG)]))
     damaged = {
         "badjson": (2, lambda e: (e.path / "result.json").write_text("{not json")),
         "nofields": (3, lambda e: _rewrite(e, lambda d: d.pop("fields"))),
         "wrongjob": (4, lambda e: _rewrite(e, lambda d: d.update(job_id=99))),
         "nopicture": (5, lambda e: (e.path / "p.png").unlink()),
         "badlabels": (6, lambda e: _rewrite(e, lambda d: d["fields"].pop("labels_test"))),
+        "deep": (
+            7,
+            lambda e: (e.path / "result.json").write_bytes(b"[" * 200_000 + b"]" * 200_000),
+        ),
+        "listjob": (8, lambda e: _rewrite(e, lambda d: d.update(job_id=[8]))),
+        "deepfields": (9, lambda e: _rewrite(e, lambda d: d["fields"].update(message=[[[["x"]]]]))),
     }
     names = {}
     for label, (job_id, damage) in damaged.items():
-        entry = outbox.put(job_id, result(job_id), [("p.png", PNG)])
+        entry = outbox.put(made(job_id, result(job_id), [("p.png", PNG)]))
         damage(entry)
         names[entry.name] = label
     (outbox.ready / "stray-file").write_text("?")
@@ -321,8 +342,11 @@ def test_corrupt_entries_moved_aside_and_reported(tmp_path: Path) -> None:
     assert "does not match" in reasons[_name(names, "wrongjob")]
     assert "picture files missing" in reasons[_name(names, "nopicture")]
     assert "needs labels_test" in reasons[_name(names, "badlabels")]
+    assert "nested too deeply" in reasons[_name(names, "deep")]
+    assert "does not match" in reasons[_name(names, "listjob")]
+    assert "'message' must be a string" in reasons[_name(names, "deepfields")]
     reported = [e for e in logs if e["event"] == "spool entry moved aside"]
-    assert len(reported) == 6
+    assert len(reported) == 9
     assert all(e["log_level"] == "error" for e in reported)
     assert good.name not in {e["entry"] for e in reported}
 
@@ -358,8 +382,8 @@ def test_deliver_pending_per_answer(
 ) -> None:
     """Each answer class: delivered/dropped entries go, kept ones stop the pass, 400s go aside."""
     outbox = Outbox(tmp_path)
-    first = outbox.put(1, result(1), [])
-    second = outbox.put(2, result(2), [])
+    first = outbox.put(made(1, result(1), []))
+    second = outbox.put(made(2, result(2), []))
     api = RecordingAPI({1: answer})
     with capture_logs() as logs:
         report = deliver_pending(outbox, api)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,13 @@ import structlog
 from requests.adapters import BaseAdapter
 
 from worker.defaults import DEFAULT_PASSWORD, DEFAULT_USERNAME, default_worker_id
-from worker.errors import APIError, AuthenticationError, ConflictError, InvalidInputError
+from worker.errors import (
+    APIError,
+    AuthenticationError,
+    BadAnswerError,
+    ConflictError,
+    InvalidInputError,
+)
 from worker.http import Timeout, Transport, encode_form, json_body, login_refusal, normalize_url
 
 __all__ = ["API", "Claim", "normalize_url"]
@@ -48,6 +54,10 @@ class API:
             0 means no retry.
         worker_id: sent as ``X-Worker`` by :meth:`request_job`; by default
             ``<hostname>:<pid>``.
+        interrupted: called every tenth of a second while a call waits (for
+            an answer, or to retry); when it returns True the call is cut
+            short with :class:`~worker.errors.CallInterrupted`. Each exchange
+            also has a deadline for the whole answer (see ``worker/http.py``).
         login_now: log in here, as the seed's client does; ``False`` waits
             for the first call (which then raises what the login would).
         adapter: the ``requests`` transport adapter to send through instead
@@ -77,6 +87,7 @@ class API:
         timeout: Timeout = (3.05, 60.0),
         retry_for: float = 60.0,
         worker_id: str | None = None,
+        interrupted: Callable[[], bool] | None = None,
         login_now: bool = True,
         adapter: BaseAdapter | None = None,
     ) -> None:
@@ -84,7 +95,9 @@ class API:
         self.username = username
         self._password = password
         self.worker_id = worker_id
-        self._transport = Transport(host, timeout=timeout, retry_for=retry_for)
+        self._transport = Transport(
+            host, timeout=timeout, retry_for=retry_for, interrupted=interrupted
+        )
         if adapter is not None:
             for prefix in ("http://", "https://"):
                 self._transport.session.mount(prefix, adapter)
@@ -327,6 +340,7 @@ class API:
             data=encode_form(fields),
             headers={"X-Worker": worker},
             timeout=None if wait is None else self._long_poll_timeout(wait),
+            deadline=None if wait is None else sum(self._long_poll_timeout(wait)),
         )
         body = json_body(response, dict)
         job = _job_id(body)
@@ -371,7 +385,10 @@ class API:
             NotFoundError: no job has that id.
         """
         path = Path(filename)
-        files = {"picture": (path.name, path.read_bytes(), "image/png")}
+        return self._upload_picture(job_id, path.name, path.read_bytes())
+
+    def _upload_picture(self, job_id: int, name: str, png: bytes) -> dict[str, Any]:
+        files = {"picture": (name, png, "image/png")}
         return json_body(self._send("POST", f"jobs/{job_id}/pictures/", files=files), dict)
 
     def update_job_details(
@@ -386,7 +403,7 @@ class API:
         extra_scores_validation: Mapping[str, float] | None = None,
         message: str | None = None,
         success: bool = True,
-        pictures: Iterable[PathLike] | None = None,
+        pictures: Iterable[PathLike | tuple[str, bytes]] | None = None,
     ) -> dict[str, Any]:
         """Deliver a job's result (admin): pictures first, then ``POST jobs/<id>/update/``.
 
@@ -408,7 +425,8 @@ class API:
             message: words for the student (at most 10,000 characters).
             success: ``False`` for a failed job; scores and labels may then be
                 ``None`` (fields that are ``None`` are not sent).
-            pictures: PNG files to attach.
+            pictures: PNG files to attach: paths, or ``(file name, PNG bytes)``
+                pairs for pictures held in memory.
 
         Returns:
             ``{"success": True}``, or ``{"success": True, "duplicate": True}``
@@ -436,12 +454,15 @@ class API:
         )
         for picture in pictures or ():
             try:
-                self.add_job_picture(job_id, picture)
+                if isinstance(picture, tuple):
+                    self._upload_picture(job_id, *picture)
+                else:
+                    self.add_job_picture(job_id, picture)
             except (ConflictError, InvalidInputError) as exc:
                 log.warning(
                     "picture refused, sending the update anyway",
                     job=job_id,
-                    picture=str(picture),
+                    picture=str(picture[0] if isinstance(picture, tuple) else picture),
                     error=str(exc),
                 )
         return json_body(self._send("POST", f"jobs/{job_id}/update/", data=data), dict)
@@ -524,7 +545,9 @@ def _int_keys(answer: dict[str, Any]) -> dict[int, Any]:
     try:
         return {int(key): value for key, value in answer.items()}
     except ValueError:
-        raise APIError(f"the server answered keys that are not ids: {list(answer)[:5]}") from None
+        raise BadAnswerError(
+            f"the server answered keys that are not ids: {list(answer)[:5]}"
+        ) from None
 
 
 def _job_id(answer: dict[str, Any]) -> int | None:
@@ -534,4 +557,13 @@ def _job_id(answer: dict[str, Any]) -> int | None:
         return None
     if isinstance(job, int) and not isinstance(job, bool):
         return job
-    raise APIError(f"the server answered {answer!r} where {{'job': <id>}} was expected")
+    raise BadAnswerError(f"the server answered {_brief(answer)} where {{'job': <id>}} was expected")
+
+
+def _brief(value: object) -> str:
+    """A short text of a decoded answer for a message (its repr could be huge or deep)."""
+    try:
+        text = repr(value)
+    except (RecursionError, ValueError):
+        return f"a {type(value).__name__} too deep or long to print"
+    return text if len(text) <= 200 else text[:197] + "..."

@@ -1,8 +1,12 @@
-"""Waits that grow while nothing happens: exponential, with full jitter."""
+"""Waits that grow while nothing happens: exponential, with full jitter; and their ceiling."""
 
 from __future__ import annotations
 
 import random
+
+#: Seconds: the longest wait a server's ``Retry-After`` can ask of the worker, whether
+#: between the retries of one call or between probes of a server that is away.
+RETRY_AFTER_MAX = 300.0
 
 
 class Backoff:

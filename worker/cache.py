@@ -59,6 +59,11 @@ class DatasetCache:
         self._memo_size = memo_size
         self._built: OrderedDict[tuple[int, str | None, str], Dataset] = OrderedDict()
 
+    def probe(self) -> None:
+        """Write and remove a small file: raises OSError when the cache cannot be written."""
+        replace_durably(self.directory / ".probe", b"probe")
+        (self.directory / ".probe").unlink()
+
     def _remove_stale_temporaries(self) -> None:
         """Remove temporary files a writer killed mid-write left (an hour is plenty to finish)."""
         for tmp in self.directory.glob(".*.tmp"):
@@ -124,7 +129,7 @@ class DatasetCache:
             points = json.loads(path.read_bytes())
         except FileNotFoundError:
             return None
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:
             _log.warning(
                 "dataset cache file unreadable, fetching again", path=str(path), error=str(exc)
             )

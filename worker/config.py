@@ -206,6 +206,12 @@ class Settings:
         v.port, None, "Prometheus metrics on this 127.0.0.1 port; 0: off", metavar="PORT",
         shown="off",
     )  # fmt: skip
+    worker_timeout: float = _row(
+        v.at_least(v.number, 10),
+        120,
+        "a worker process silent this long is killed and restarted (with --processes)",
+        **_SECONDS,
+    )
     config_file: Path | None = None
     sources: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
     warnings: tuple[str, ...] = field(default=(), repr=False, compare=False)

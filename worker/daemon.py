@@ -3,14 +3,22 @@
 `run_worker` is what `mlworker run` does in a single process, and what each
 process forked by the supervisor does. Its exit status follows the BSD
 convention systemd knows: 0 after a stop or a finished burst, 78
-(EX_CONFIG) when the server refuses our login, since restarting cannot fix
-credentials (`RestartPreventExitStatus=78` in the units).
+(EX_CONFIG) when the server refuses our login or the spool or cache
+directory cannot be written, since restarting cannot fix either
+(`RestartPreventExitStatus=78` in the units). Those directories are checked
+first, by writing to them, so that a worker never claims a job whose result
+it could not keep.
+
+The main thread's session is cut short by the first stop signal (a claim,
+a download, a retry's sleep: see `worker.cutoff`); the delivery thread's is
+cut only when the last pass's grace has run out.
 """
 
 from __future__ import annotations
 
 import os
 import random
+from collections.abc import Callable
 
 import structlog
 
@@ -46,16 +54,18 @@ def run_worker(
     if settings.startup_jitter > 0:
         shutdown.sleep(random.uniform(0, settings.startup_jitter))  # noqa: S311 - spreading a fleet
     try:
+        outbox, cache = open_storage(settings)
         api = connect(settings, worker_id, shutdown, reporter)
     except BootError as exc:
         log.error("cannot start", reason=str(exc))
         return os.EX_CONFIG
     if api is None:  # stopped before the server ever answered
         return os.EX_OK
-    outbox = Outbox(settings.spool_dir)
     deliverer = Deliverer(
         outbox,
-        lambda: _session(settings, worker_id, retry_for=DELIVERY_RETRY_SECONDS),
+        lambda interrupted: _session(
+            settings, worker_id, retry_for=DELIVERY_RETRY_SECONDS, interrupted=interrupted
+        ),
         Backoff(settings.poll_min, settings.poll_max),
         idle_check=settings.poll_max,
         reporter=reporter,
@@ -69,11 +79,10 @@ def run_worker(
             worker_id=worker_id,
             api=api,
             runner=runner,
-            outbox=outbox,
-            cache=DatasetCache(settings.cache_dir),
+            results=deliverer,
+            cache=cache,
             shutdown=shutdown,
             reporter=reporter,
-            wake_delivery=deliverer.wake,
         )
         try:
             loop.run(burst=burst)
@@ -84,8 +93,33 @@ def run_worker(
         reporter.report(Stopping())
         _finish_delivery(deliverer, shutdown, burst=burst)
     api.close()
-    log.info("worker stopped", results_waiting=outbox.count())
+    log.info("worker stopped", results_waiting=deliverer.waiting())
     return os.EX_OK
+
+
+def open_storage(settings: Settings) -> tuple[Outbox, DatasetCache]:
+    """The spool and the dataset cache, each checked by a write; BootError saying which fails."""
+    try:
+        outbox = Outbox(settings.spool_dir)
+        outbox.probe(1)
+    except OSError as exc:
+        raise BootError(
+            f"the spool directory {settings.spool_dir} cannot be written ({_reason(exc)}): "
+            "results could not be kept; make it a writable directory (spool_dir)"
+        ) from None
+    try:
+        cache = DatasetCache(settings.cache_dir)
+        cache.probe()
+    except OSError as exc:
+        raise BootError(
+            f"the cache directory {settings.cache_dir} cannot be written ({_reason(exc)}): "
+            "make it a writable directory (cache_dir)"
+        ) from None
+    return outbox, cache
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or str(exc)
 
 
 def connect(
@@ -98,7 +132,12 @@ def connect(
     """
     while not shutdown.stopping:
         try:
-            api = _session(settings, worker_id, retry_for=settings.poll_max)
+            api = _session(
+                settings,
+                worker_id,
+                retry_for=settings.poll_max,
+                interrupted=lambda: shutdown.stopping,
+            )
         except AuthenticationError as exc:
             raise BootError(
                 f"the server refused the login of {settings.username!r}: {exc}"
@@ -113,7 +152,9 @@ def connect(
     return None
 
 
-def _session(settings: Settings, worker_id: str, *, retry_for: float) -> API:
+def _session(
+    settings: Settings, worker_id: str, *, retry_for: float, interrupted: Callable[[], bool]
+) -> API:
     return API(
         settings.username,
         settings.password.reveal(),
@@ -121,6 +162,7 @@ def _session(settings: Settings, worker_id: str, *, retry_for: float) -> API:
         timeout=(3.05, settings.request_timeout),
         retry_for=retry_for,
         worker_id=worker_id,
+        interrupted=interrupted,
     )
 
 

@@ -13,8 +13,11 @@ never catch a library's exceptions::
         ├── NotFoundError           404: unknown id
         ├── ConflictError           409: the call does not fit the object's state
         ├── InvalidInputError       400 / 413: bad fields; ``.fields`` names them
+        ├── BadAnswerError          a success whose body the client cannot use
+        │                           (not JSON, nested too deep, the wrong shape)
         └── TransientError          connection error, timeout, 5xx, 408, 429:
-                                    retrying later may succeed; ``.retry_after``
+            │                       retrying later may succeed; ``.retry_after``
+            └── CallInterrupted     cut short by the caller (the worker is stopping)
 
 The split that matters to a caller is transient (retry later) against
 permanent (every other :class:`APIError`: retrying the same call cannot help).
@@ -25,6 +28,8 @@ from __future__ import annotations
 __all__ = [
     "APIError",
     "AuthenticationError",
+    "BadAnswerError",
+    "CallInterrupted",
     "ConfigError",
     "ConflictError",
     "InvalidInputError",
@@ -95,6 +100,14 @@ class InvalidInputError(APIError):
         self.args = (message, status, self.fields)
 
 
+class BadAnswerError(APIError):
+    """The server answered success with a body the client cannot use.
+
+    Asking again would get the same answer, so it is permanent; the worker
+    fails the job it was fetching for, with this sentence.
+    """
+
+
 class TransientError(APIError):
     """The server or the network failed in a way that retrying later may fix.
 
@@ -111,3 +124,7 @@ class TransientError(APIError):
         super().__init__(message, status)
         self.retry_after = retry_after
         self.args = (message, status, retry_after)
+
+
+class CallInterrupted(TransientError):
+    """The caller cut the call short (a stop signal arrived): not retried."""

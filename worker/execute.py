@@ -43,6 +43,9 @@ How a failed job is classified (`JobOutcome.kind`):
   quick burst, so such a crash may still be called ``crashed``.
 - ``crashed``: died of any other signal, or exited without a report.
 - ``timeout`` / ``cancelled``: the worker stopped it.
+- ``invalid``: the job could not be handed to a job process at all (its
+  params do not pickle, for one); the job process is not touched, so the
+  spare stays ready for the next job.
 
 Multiprocessing has one forkserver per process: use one `JobRunner` per
 process, and start it after any `fork` of the worker. As with every start
@@ -65,6 +68,7 @@ from contextlib import suppress
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
+from multiprocessing.reduction import ForkingPickler
 from typing import Literal
 
 from algorithms.run import JobResult
@@ -73,7 +77,20 @@ from worker.jobproc import Finished, JobSpec, Ready, Started
 
 __all__ = ["JobOutcome", "JobRunner", "JobSpec", "JobTimings", "OutcomeKind"]
 
-OutcomeKind = Literal["success", "error", "exception", "crashed", "timeout", "memory", "cancelled"]
+#: How a claimed job ended: the kinds above, and two for a job refused before it runs:
+#: ``invalid`` (details or params the worker cannot use) and ``dataset`` (points that
+#: make no dataset); the loop counts every kind the same way.
+OutcomeKind = Literal[
+    "success",
+    "error",
+    "exception",
+    "crashed",
+    "timeout",
+    "memory",
+    "cancelled",
+    "invalid",
+    "dataset",
+]
 
 #: Modules the forkserver imports once (those not installed are skipped). The
 #: job process re-runs a console script's `__main__` (multiprocessing does), so
@@ -154,6 +171,7 @@ class JobRunner:
         self._preload = [module for module in preload if _findable(module)]
         self._start_timeout = start_timeout
         self._spare: _JobProcess | None = None
+        self._forkserver: int | None = None  # its pid, as the first job process reported it
 
     def __enter__(self) -> JobRunner:
         self.start()
@@ -170,16 +188,20 @@ class JobRunner:
         """
         self.close()  # a running forkserver would keep its old environment and modules
         self._spare = self._start_job_process()
-        if not _wait_ready(self._spare.reports, self._start_timeout):
+        ready = _wait_ready(self._spare.reports, self._start_timeout)
+        if ready is None:
             self.close()
             raise RuntimeError("job processes do not start: see the errors above in the log")
+        self._forkserver = ready.forkserver
 
     def close(self) -> None:
         """Stop the spare job process and the forkserver (call when no job is running)."""
         if self._spare is not None:
             _stop(self._spare, ending="cancelled")
             self._spare = None
-        _stop_forkserver()
+        if self._forkserver is not None:
+            _stop_forkserver(self._forkserver)
+            self._forkserver = None
 
     def run(
         self,
@@ -201,7 +223,17 @@ class JobRunner:
         if memory_limit is not None and memory_limit <= 0:
             raise ValueError(f"memory_limit must be a positive number of bytes, not {memory_limit}")
         launched = time.monotonic()
-        current = self._hand_over(job, memory_limit)
+        try:
+            handed = _pickled((job, memory_limit))
+        except Exception as exc:  # RecursionError, PicklingError...: the job's fault, not ours
+            return JobOutcome(
+                kind="invalid",
+                message=f"the job cannot be handed to a job process: {jobproc.last_line(exc)}",
+                result=None,
+                timings=_timings(launched, _Ending("died", None, None, 0), time.monotonic()),
+                exitcode=None,
+            )
+        current = self._hand_over(handed)
         how: str = "died"
         try:
             self._spare = self._start_job_process()  # warms up while this job runs
@@ -218,17 +250,17 @@ class JobRunner:
             exitcode=exitcode,
         )
 
-    def _hand_over(self, job: JobSpec, memory_limit: int | None) -> _JobProcess:
-        """Send the job to the spare; to a fresh job process if the spare has died."""
+    def _hand_over(self, message: bytes) -> _JobProcess:
+        """Send the pickled job to the spare; to a fresh job process if the spare has died."""
         spare, self._spare = self._spare, None
         if spare is not None:
             with suppress(OSError):  # a spare may die while idle (OOM killer, by hand)
                 if spare.process.is_alive():
-                    spare.jobs.send((job, memory_limit))
+                    spare.jobs.send_bytes(message)
                     return spare
             _stop(spare, ending="died")
         fresh = self._start_job_process()
-        fresh.jobs.send((job, memory_limit))
+        fresh.jobs.send_bytes(message)
         return fresh
 
     def _start_job_process(self) -> _JobProcess:
@@ -252,12 +284,18 @@ class JobRunner:
         return _JobProcess(process, jobs, reports)
 
 
-def _wait_ready(reports: Connection, timeout: float) -> bool:
-    """Whether the job process said `Ready` within `timeout` seconds."""
+def _pickled(message: object) -> bytes:
+    """``message`` as `Connection.send` would send it: pickled before any process is touched."""
+    return bytes(ForkingPickler.dumps(message))
+
+
+def _wait_ready(reports: Connection, timeout: float) -> Ready | None:
+    """The job process's `Ready`, or None when it did not say it within `timeout` seconds."""
     try:
-        return reports.poll(timeout) and isinstance(reports.recv(), Ready)
+        message = reports.recv() if reports.poll(timeout) else None
     except (EOFError, OSError):
-        return False
+        return None
+    return message if isinstance(message, Ready) else None
 
 
 def _wait(
@@ -402,6 +440,25 @@ def _findable(module: str) -> bool:
         return False
 
 
-def _stop_forkserver() -> None:
-    """Stop this process's forkserver if it runs (waits for its job processes)."""
-    multiprocessing.forkserver._forkserver._stop()  # type: ignore[attr-defined]
+def _stop_forkserver(pid: int) -> None:
+    """Kill the forkserver (its job processes are already stopped) and wait until it is dead.
+
+    It is left as a zombie for multiprocessing: `forkserver.ensure_running`
+    reaps a dead forkserver and starts a new one, with the environment and
+    preload of that moment, the next time a runner starts.
+    """
+    with suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + REAP_SECONDS
+    while _running(pid) and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie (read from /proc)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            state = stat.read().rsplit(b")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in (b"Z", b"X")

@@ -6,6 +6,22 @@ timeouts, the CSRF token on every POST, no automatic redirects (a redirect to
 tenacity retries of transient failures. This module is the one boundary where
 ``requests`` exceptions and the server's error answers become the errors of
 :mod:`worker.errors`; nothing above it catches a library exception.
+
+Waits are bounded and can be cut (see :mod:`worker.cutoff`):
+
+- Every exchange has a deadline for the *whole* answer, not only for each
+  read: ``deadline`` seconds (by default the connect and read timeouts
+  added). A caller that expects a long answer passes its own per call:
+  ``request(..., deadline=wait + margin, timeout=(3.05, wait + margin))``
+  is how a long-poll claim held open up to ``wait`` seconds is sent.
+- ``interrupted`` (a callable the owner gives, e.g. "a stop signal arrived")
+  is checked every tenth of a second during an exchange and during the
+  sleeps between retries; when it says so, the exchange's sockets are shut
+  down and :class:`~worker.errors.CallInterrupted` is raised, never retried.
+- ``Retry-After`` is honoured up to `RETRY_AFTER_MAX` seconds.
+- Answers are decoded without trusting them: JSON nested too deep for the
+  parser, or numbers too long for Python, make a
+  :class:`~worker.errors.BadAnswerError`, not a crash.
 """
 
 from __future__ import annotations
@@ -14,19 +30,24 @@ import json
 import math
 import socket
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 from urllib.parse import urljoin, urlsplit
 
 import requests
 import structlog
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_before_delay
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_before_delay
 from tenacity.wait import wait_random_exponential
 
+from worker.backoff import RETRY_AFTER_MAX
+from worker.cutoff import Cut, CuttableAdapter, Sockets, call_within, sleep_within
 from worker.errors import (
     APIError,
     AuthenticationError,
+    BadAnswerError,
+    CallInterrupted,
     ConflictError,
     InvalidInputError,
     NotFoundError,
@@ -145,15 +166,21 @@ def json_body(response: requests.Response, kind: type[T]) -> T:
         APIError: the body is not JSON, or not a JSON ``kind``.
     """
     try:
-        body = response.json()
-    except requests.JSONDecodeError:
-        raise APIError(
+        body = json.loads(response.content)
+    except RecursionError:
+        raise BadAnswerError(
+            f"{_call_of(response)} answered {response.status_code} with JSON nested too deeply "
+            "to read",
+            response.status_code,
+        ) from None
+    except ValueError as exc:  # not JSON, or a number of more digits than Python reads
+        raise BadAnswerError(
             f"{_call_of(response)} answered {response.status_code} with a body that is not "
-            f"JSON: {response.text[:80]!r}",
+            f"JSON it can read ({str(exc)[:80]}): {response.text[:80]!r}",
             response.status_code,
         ) from None
     if not isinstance(body, kind):
-        raise APIError(
+        raise BadAnswerError(
             f"{_call_of(response)} answered a JSON {type(body).__name__} "
             f"where a {kind.__name__} was expected",
             response.status_code,
@@ -177,15 +204,23 @@ def login_refusal(response: requests.Response) -> str | None:
 def _says_success(response: requests.Response) -> bool:
     if response.status_code != 200:
         return False
-    try:
-        body = response.json()
-    except requests.JSONDecodeError:
-        return False
+    body = _decoded(response)
     return isinstance(body, dict) and body.get("success") is True
 
 
+def _decoded(response: requests.Response) -> object:
+    """The body's JSON, or None when it is not JSON the parser can read."""
+    try:
+        return json.loads(response.content)
+    except (ValueError, RecursionError):
+        return None
+
+
 def parse_retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (seconds or an HTTP date), or None."""
+    """Seconds to wait from a ``Retry-After`` header (seconds or an HTTP date), or None.
+
+    The value is the server's; waits planned from it are capped at `RETRY_AFTER_MAX`.
+    """
     if not value:
         return None
     try:
@@ -231,10 +266,7 @@ def error_for(response: requests.Response) -> APIError:
 
 def _server_sentence(response: requests.Response) -> tuple[str, dict[str, str]]:
     """The server's ``error`` sentence and ``fields``, or the reason phrase for non-JSON bodies."""
-    try:
-        body = response.json()
-    except requests.JSONDecodeError:
-        body = None
+    body = _decoded(response)
     if isinstance(body, dict) and isinstance(body.get("error"), str):
         raw_fields = body.get("fields")
         fields = raw_fields if isinstance(raw_fields, dict) else {}
@@ -256,11 +288,32 @@ def _wait(retry_state: RetryCallState) -> float:
     outcome = retry_state.outcome
     error = outcome.exception() if outcome is not None else None
     if isinstance(error, TransientError) and error.retry_after is not None:
-        return error.retry_after
+        return min(error.retry_after, RETRY_AFTER_MAX)
     return _backoff(retry_state)
 
 
 _backoff = wait_random_exponential(multiplier=BACKOFF_FIRST, max=BACKOFF_MAX)
+
+
+def _retryable(error: BaseException) -> bool:
+    """Transient failures are retried; a call cut short by its caller is not."""
+    return isinstance(error, TransientError) and not isinstance(error, CallInterrupted)
+
+
+@dataclass(frozen=True)
+class _Limits:
+    """One call's bounds: the whole exchange's deadline, and per connect/read timeouts."""
+
+    deadline: float
+    timeout: Timeout
+
+
+def _total(timeout: Timeout) -> float:
+    return sum(timeout) if isinstance(timeout, tuple) else 2 * timeout
+
+
+def _never() -> bool:
+    return False
 
 
 def _log_retry(retry_state: RetryCallState) -> None:
@@ -283,15 +336,32 @@ class Transport:
         retry_for: seconds during which transient failures of one call are
             retried; the next attempt is given up when it would start later
             than that after the first. 0 means no retry.
+        deadline: seconds one exchange may take in all; by default the
+            connect and read timeouts added.
+        interrupted: says when to cut a call short (checked every tenth of
+            a second while waiting); by default never.
     """
 
-    def __init__(self, host: str, *, timeout: Timeout, retry_for: float) -> None:
+    def __init__(
+        self,
+        host: str,
+        *,
+        timeout: Timeout,
+        retry_for: float,
+        deadline: float | None = None,
+        interrupted: Callable[[], bool] | None = None,
+    ) -> None:
         if not retry_for >= 0:
             raise ValueError(f"retry_for must be a number of seconds >= 0, got {retry_for!r}")
         self.host = check_host(host)
         self.timeout = timeout
         self.retry_for = retry_for
+        self.deadline = deadline if deadline is not None else _total(timeout)
+        self.interrupted: Callable[[], bool] = interrupted or _never
         self.session = requests.Session()
+        self._sockets = Sockets()
+        for scheme in ("http://", "https://"):
+            self.session.mount(scheme, CuttableAdapter(self._sockets))
 
     def url(self, path: str) -> str:
         """The absolute URL of ``path`` on this server."""
@@ -311,6 +381,7 @@ class Transport:
         files: Mapping[str, tuple[str, bytes, str]] | None = None,
         headers: Mapping[str, str] | None = None,
         check: bool = True,
+        deadline: float | None = None,
         timeout: Timeout | None = None,
     ) -> requests.Response:
         """Send one call, retrying transient failures for up to ``retry_for`` seconds.
@@ -323,22 +394,28 @@ class Transport:
             headers: extra headers.
             check: raise the typed error of any unsuccessful answer; when False,
                 only transient answers raise and the rest are returned (login).
-            timeout: this call's ``(connect, read)`` seconds instead of the client's
-                (a long poll reads for as long as the server may hold it, plus a margin).
+            deadline: seconds this call's exchange may take in all (default:
+                the transport's); each retry gets as long again.
+            timeout: this call's connect and read timeouts (default: the transport's).
 
         Raises:
+            CallInterrupted: ``interrupted()`` said so while waiting.
             TransientError: still failing when ``retry_for`` ran out.
             APIError: a permanent failure (a subclass names which).
         """
+        limits = _Limits(
+            deadline if deadline is not None else self.deadline,
+            timeout if timeout is not None else self.timeout,
+        )
         retrying = Retrying(
-            retry=retry_if_exception_type(TransientError),
+            retry=retry_if_exception(_retryable),
             wait=_wait,
             stop=stop_before_delay(self.retry_for),
             before_sleep=_log_retry,
+            sleep=self._sleep,
             reraise=True,
         )
-        call = (method, path, data, files, headers or {}, check, timeout or self.timeout)
-        return retrying(self._send_once, *call)
+        return retrying(self._send_once, method, path, data, files, headers or {}, check, limits)
 
     def close(self) -> None:
         """Close the pooled connections."""
@@ -352,14 +429,12 @@ class Transport:
         files: Mapping[str, tuple[str, bytes, str]] | None,
         headers: Mapping[str, str],
         check: bool,
-        timeout: Timeout,
+        limits: _Limits,
     ) -> requests.Response:
         all_headers = dict(headers)
         if method == "POST":
             all_headers.update(post_headers(self.host, self._ensure_csrf_token()))
-        response = self._http(
-            method, path, data=data, files=files, headers=all_headers, timeout=timeout
-        )
+        response = self._http(method, path, limits, data=data, files=files, headers=all_headers)
         if response.status_code < 300:
             return response
         error = error_for(response)
@@ -372,7 +447,7 @@ class Transport:
         token = self.csrf_token()
         if token is not None:
             return token
-        response = self._http("GET", "login/")
+        response = self._http("GET", "login/", _Limits(self.deadline, self.timeout))
         if response.status_code >= 300:
             raise error_for(response)
         token = self.csrf_token()
@@ -383,13 +458,36 @@ class Transport:
             )
         return token
 
-    def _http(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+    def _sleep(self, seconds: float) -> None:
+        """The wait between retries, cut short by ``interrupted()``."""
+        try:
+            sleep_within(seconds, self.interrupted)
+        except Cut:
+            raise CallInterrupted("stopped waiting to retry: the worker is stopping") from None
+
+    def _http(self, method: str, path: str, limits: _Limits, **kwargs: Any) -> requests.Response:
         """One HTTP exchange; the only place ``requests`` exceptions are caught."""
         url = self.url(path)
         call = _call(method, url)
-        kwargs.setdefault("timeout", self.timeout)
+
+        def exchange() -> requests.Response:
+            return self.session.request(
+                method, url, timeout=limits.timeout, allow_redirects=False, **kwargs
+            )
+
         try:
-            return self.session.request(method, url, allow_redirects=False, **kwargs)
+            return call_within(
+                exchange,
+                seconds=limits.deadline,
+                interrupted=self.interrupted,
+                cut=self._sockets.cut,
+            )
+        except Cut as cut:
+            if cut.interrupted:
+                raise CallInterrupted(f"{call} cut short: the worker is stopping") from None
+            raise TransientError(
+                f"{call} got no complete answer within {limits.deadline:g} seconds"
+            ) from None
         except requests.exceptions.SSLError as exc:
             raise APIError(f"{call} failed: TLS error: {exc}") from exc
         except (requests.ConnectionError, requests.ConnectTimeout) as exc:

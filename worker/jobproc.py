@@ -86,7 +86,14 @@ class JobSpec:
 
 @dataclass(frozen=True)
 class Ready:
-    """First message: the process is warmed up and waits for its job."""
+    """First message: the process is warmed up and waits for its job.
+
+    ``forkserver`` is the pid of the process that forked it, so that the
+    runner can stop its forkserver with a signal, not with multiprocessing's
+    private calls.
+    """
+
+    forkserver: int
 
 
 @dataclass(frozen=True)
@@ -139,11 +146,14 @@ def main(jobs: Connection, reports: Connection) -> NoReturn:
     _die_with_parent()
     with suppress(Exception):  # a broken registry fails the job instead, with its message
         default_registry()
-    reports.send(Ready())
+    reports.send(Ready(forkserver=os.getppid()))
     try:
         job, memory_limit = jobs.recv()
     except EOFError:  # the runner closed: no job for this spare
         os._exit(0)
+    except Exception as exc:  # a job that pickled but does not unpickle here: fail it, say why
+        message = f"the job process could not read the job: {last_line(exc)}"
+        _report(reports, Finished("exception", message, None, time.monotonic()))
     started = time.monotonic()
     _limit_resources(memory_limit)
     _report(reports, _run(job, reports, started))

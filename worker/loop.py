@@ -2,15 +2,24 @@
 
 One `JobLoop` per worker process. It asks the server for a job, holding a
 long poll open where the server offers one and otherwise waiting with
-exponential backoff and full jitter while there is none (`worker.claims`); fetches the job's
+exponential backoff and full jitter while there is none (`worker.claims`);
+fetches the job's
 details and dataset (points come from the machine-wide cache and become
 arrays once per version, here, not in every job process); runs the job in a
-child process (`worker.execute`); and writes the update to the outbox,
-from which the delivery thread sends it. A server that is away makes the
+child process (`worker.execute`); and hands its `Result` to delivery, which
+spools it and sends it from a thread of its own. Every claimed job ends
+through one path (`_finish`), whether it ran or was refused before running,
+with one of the counted `OutcomeKind`s. A server that is away makes the
 loop probe at the idle maximum; it never exits for it. Stop signals reach
 the loop through `Shutdown`: the first ends the claiming, the second aborts
 the running job, whose failure ("worker shut down") is spooled like any
 other result.
+
+Whatever a claimed job brings that the worker cannot use (details of the
+wrong type or shape, params nested too deep, a dataset whose info or points
+make no dataset, an answer too deep to parse) fails that job with a sentence
+for the student (`worker.details`); the loop goes on. While the spool cannot
+take a result that large (a full or read-only disk), the loop claims nothing.
 """
 
 from __future__ import annotations
@@ -24,32 +33,45 @@ import structlog
 
 from algorithms.dataset import Dataset
 from algorithms.errors import DatasetError
-from worker.backoff import Backoff
+from algorithms.run import JobResult
+from worker.backoff import RETRY_AFTER_MAX, Backoff
 from worker.cache import DatasetCache
 from worker.claims import Claimer
 from worker.config import Settings
+from worker.delivery import Deliverer
+from worker.details import JobDetails, JobFailed, check_info, parse_details
 from worker.errors import (
     APIError,
     AuthenticationError,
+    BadAnswerError,
     NotFoundError,
     PermissionDeniedError,
     TransientError,
 )
-from worker.execute import JobOutcome, JobSpec, JobTimings
+from worker.execute import JobOutcome, JobSpec, JobTimings, OutcomeKind
 from worker.lifecycle import Shutdown
 from worker.logs import job_context
-from worker.outbox import Outbox
 from worker.reporting import Heartbeat, JobFinished, Reporter, ServerError, Status
+from worker.result import Picture, Result, clip
 from worker.seams import JobServer, Runner
 
 _log = structlog.get_logger(__name__)
 
-MESSAGE_LIMIT = 10_000  # characters the protocol allows in `message`
 _T = TypeVar("_T")
 
+__all__ = ["JobFailed", "JobLoop", "result_of"]
 
-class JobFailed(Exception):
-    """The job cannot run as given; the sentence goes to the student."""
+
+@dataclass(frozen=True)
+class _Ended:
+    """How a claimed job ended, whether it ran or not: what `_finish` spools, counts, logs."""
+
+    algorithm: str
+    kind: OutcomeKind
+    message: str  # "" on success
+    result: Result
+    fetched: float  # when the job was ready to run, or refused
+    timings: JobTimings | None  # None when it never ran
 
 
 @dataclass
@@ -60,11 +82,10 @@ class JobLoop:
     worker_id: str
     api: JobServer
     runner: Runner
-    outbox: Outbox
+    results: Deliverer  # spools each result (or holds it when the disk fails) and delivers it
     cache: DatasetCache
     shutdown: Shutdown
     reporter: Reporter
-    wake_delivery: Callable[[], None]  # a result is in the spool
 
     def run(self, *, burst: bool = False) -> None:
         """Claim and run jobs until a stop signal (or, with `burst`, no job is left)."""
@@ -77,6 +98,11 @@ class JobLoop:
         )
         while not self.shutdown.stopping:
             self._heartbeat()
+            if not self.results.writable():
+                self._status("spool full or read-only: claiming no job")
+                _log.warning("the spool cannot take a result; claiming no job until it can")
+                self._sleep(self.settings.poll_max)
+                continue
             try:
                 claim = claimer.claim(burst=burst)
             except TransientError as exc:
@@ -97,60 +123,81 @@ class JobLoop:
             claimer.reset()
             self._process(claim.job, claim.details)
 
-    def _process(self, job_id: int, details: Mapping[str, Any] | None = None) -> None:
-        """Run one claimed job; its details come with the claim or are asked for."""
+    def _process(self, job_id: int, given: Mapping[str, Any] | None = None) -> None:
+        """Run one claimed job; its details come with the claim (``given``) or are asked for."""
         started = time.monotonic()
         with job_context(worker_id=self.worker_id, job_id=job_id):
-            if details is None:
-                details = self._from_server(lambda: self.api.get_job_details(job_id))
-            if details is None:
-                return
-            structlog.contextvars.bind_contextvars(
-                algorithm=details.get("algorithm"),
-                dataset=details.get("dataset"),
-                attempt=details.get("attempt"),
-            )
-            try:
-                spec = self._from_server(lambda: self._spec(job_id, details))
-            except JobFailed as exc:
-                self._spool(job_id, _failure(str(exc)), ())
-                _log.info("job failed before running", outcome="invalid", message=str(exc))
-                return
-            except DatasetError as exc:  # _spec checked the algorithm before building the data
-                refused = _data_refused(exc)
-                self._finish(job_id, details["algorithm"], refused, started, time.monotonic())
-                return
-            if spec is None:
-                return
-            fetched = time.monotonic()
-            dataset_name = spec.dataset.name or details.get("dataset")
-            self._status(f"job {job_id} {spec.algorithm} on {dataset_name}")
-            _log.info("job started", dataset_name=spec.dataset.name)
-            outcome = self.runner.run(
-                spec,
-                time_limit=_time_limit(details, self.settings.time_limit),
-                memory_limit=self.settings.memory_limit,
-                cancel=self._cancel,
-            )
-            self._finish(job_id, spec.algorithm, outcome, started, fetched)
+            ended = self._attempt(job_id, given)
+            if ended is not None:
+                self._finish(ended, started)
 
-    def _finish(
-        self, job_id: int, algorithm: str, outcome: JobOutcome, started: float, fetched: float
-    ) -> None:
-        """Spool the job's result, then count it and log its end with seconds per phase."""
-        fields, pictures = result_fields(outcome)
-        self._spool(job_id, fields, pictures)
-        ended = time.monotonic()
-        self.reporter.report(JobFinished(algorithm, outcome.kind, ended - started))
+    def _attempt(self, job_id: int, given: Mapping[str, Any] | None = None) -> _Ended | None:
+        """Prepare and run the job; None when it is left to its lease (a stop, a 404)."""
+        algorithm = "unknown"
+        try:
+            details = self._details(job_id, given)
+            if details is None:
+                return None
+            algorithm = details.algorithm
+            info = given.get("dataset_info") if given is not None else None
+            spec = self._from_server(lambda: self._spec(details, info))
+            if spec is None:
+                return None
+        except JobFailed as exc:
+            return _refused(job_id, algorithm, "invalid", str(exc))
+        except DatasetError as exc:  # the points make no dataset
+            return _refused(job_id, algorithm, "dataset", str(exc))
+        except Exception as exc:  # a bug the job must not outlive: it fails, the loop goes on
+            _log.exception("the job could not be prepared")
+            message = f"the worker could not prepare this job: {type(exc).__name__}: {exc}"
+            return _refused(job_id, algorithm, "invalid", message)
+        fetched = time.monotonic()
+        self._status(f"job {job_id} {spec.algorithm} on {spec.dataset.name or details.dataset}")
+        _log.info("job started", dataset_name=spec.dataset.name)
+        outcome = self.runner.run(
+            spec,
+            time_limit=details.time_limit,
+            memory_limit=self.settings.memory_limit,
+            cancel=self._cancel,
+        )
+        result = result_of(job_id, outcome)
+        return _Ended(
+            spec.algorithm, outcome.kind, outcome.message, result, fetched, outcome.timings
+        )
+
+    def _details(self, job_id: int, given: Mapping[str, Any] | None) -> JobDetails | None:
+        """The job's checked details; None when it is left to its lease; JobFailed if unusable.
+
+        ``given`` came with the claim; without it the server is asked (``GET jobs/<id>/``).
+        """
+        raw = (
+            given
+            if given is not None
+            else self._from_server(lambda: self.api.get_job_details(job_id))
+        )
+        if raw is None:
+            return None
+        details = parse_details(job_id, raw, default_time_limit=self.settings.time_limit)
+        structlog.contextvars.bind_contextvars(
+            algorithm=details.algorithm, dataset=details.dataset, attempt=details.attempt
+        )
+        return details
+
+    def _finish(self, ended: _Ended, started: float) -> None:
+        """Hand the result to delivery; count the job and log its end with seconds per phase."""
+        self.results.put(ended.result)
+        finished = time.monotonic()
+        self.reporter.report(JobFinished(ended.algorithm, ended.kind, finished - started))
+        timings = ended.timings
         _log.info(
             "job finished",
-            outcome=outcome.kind,
-            message=outcome.message if not outcome.ok else None,
-            seconds_fetch=round(fetched - started, 4),
-            seconds_start=_round(outcome.timings.start),
-            seconds_run=_round(outcome.timings.run),
-            seconds_spool=round(ended - fetched - outcome.timings.total, 4),
-            seconds_total=round(ended - started, 4),
+            outcome=ended.kind,
+            message=ended.message if ended.kind != "success" else None,
+            seconds_fetch=round(ended.fetched - started, 4),
+            seconds_start=_round(timings.start) if timings else None,
+            seconds_run=_round(timings.run) if timings else None,
+            seconds_spool=round(finished - ended.fetched - (timings.total if timings else 0), 4),
+            seconds_total=round(finished - started, 4),
         )
 
     def _from_server(self, call: Callable[[], _T]) -> _T | None:
@@ -170,27 +217,23 @@ class JobLoop:
                     _log.error("stopping; leaving the job to its lease", error=str(exc))
                     return None
                 self._server_away(exc)
+            except BadAnswerError as exc:  # asking again gets the same answer
+                raise JobFailed(f"the server sent what the worker cannot use: {exc}") from None
             except APIError as exc:
                 _log.error("job unavailable; leaving the job to its lease", error=str(exc))
                 return None
 
-    def _spec(self, job_id: int, details: Mapping[str, Any]) -> JobSpec:
-        """The job as the job process needs it; JobFailed for what a student must fix."""
-        algorithm, params = details.get("algorithm"), details.get("params", {})
-        if not isinstance(algorithm, str) or not algorithm:
-            raise JobFailed("the job names no algorithm")
-        if not isinstance(params, dict):
-            raise JobFailed('the job\'s params must be a JSON object such as {"n_neighbors": 5}')
-        seed = details.get("seed")
+    def _spec(self, details: JobDetails, info: object = None) -> JobSpec:
+        """The job as the job process needs it, its dataset built."""
         return JobSpec(
-            job_id=job_id,
-            algorithm=algorithm,
-            params=params,
-            dataset=self._dataset(details.get("dataset"), details.get("dataset_info")),
-            seed=seed if isinstance(seed, int) and not isinstance(seed, bool) else None,
+            job_id=details.job_id,
+            algorithm=details.algorithm,
+            params=details.params,
+            dataset=self._dataset(details.dataset, info),
+            seed=details.seed,
         )
 
-    def _dataset(self, dataset_id: object, given: object = None) -> Dataset:
+    def _dataset(self, dataset_id: int, given: object = None) -> Dataset:
         """The job's dataset, built; points cross the network once per version.
 
         Its info comes with the job's details where the server sends it
@@ -198,21 +241,20 @@ class JobLoop:
         for points that make no dataset, with the sentence the job process
         would have reported.
         """
-        if not isinstance(dataset_id, int) or isinstance(dataset_id, bool):
-            raise JobFailed(f"the job's dataset must be a dataset id, not {dataset_id!r}")
-        info = given if isinstance(given, dict) else self.api.get_datasets().get(dataset_id)
-        if info is None:
+        listed = given if given is not None else self.api.get_datasets().get(dataset_id)
+        if listed is None:
             raise JobFailed(f"dataset {dataset_id} does not exist on the server")
+        info = check_info(dataset_id, listed)
         try:
             return self.cache.dataset(dataset_id, info, lambda: self.api.get_points(dataset_id))
         except NotFoundError as exc:
             raise JobFailed(f"dataset {dataset_id} does not exist on the server") from exc
         except ArithmeticError as exc:  # a JSON number too large for a float64 (or a label int64)
             raise DatasetError(f"{type(exc).__name__}: {exc}") from exc
-
-    def _spool(self, job_id: int, fields: dict[str, Any], pictures: Any) -> None:
-        self.outbox.put(job_id, fields, pictures)
-        self.wake_delivery()
+        except RecursionError:
+            raise JobFailed(
+                f"dataset {dataset_id} holds values nested too deeply to read"
+            ) from None
 
     def _cancel(self) -> bool:
         """Polled by the runner during a job: keeps the heartbeat going, reports an abort."""
@@ -227,7 +269,7 @@ class JobLoop:
         self._status("server unreachable")
         wait = self.settings.poll_max
         if isinstance(exc, TransientError) and exc.retry_after:
-            wait = max(wait, exc.retry_after)
+            wait = max(wait, min(exc.retry_after, RETRY_AFTER_MAX))
         _log.warning("server unreachable; probing again", error=str(exc), wait=round(wait, 1))
         self._sleep(wait)
 
@@ -235,58 +277,42 @@ class JobLoop:
         self.shutdown.sleep(seconds, self._heartbeat)
 
     def _status(self, text: str) -> None:
-        waiting = self.outbox.count()
+        waiting = self.results.waiting()
         self.reporter.report(
             Status(f"{text}; {waiting} results waiting for the server" if waiting else text)
         )
 
 
-def result_fields(outcome: JobOutcome) -> tuple[dict[str, Any], list[tuple[str, bytes]]]:
-    """The update fields and pictures for a finished job, success or failure."""
-    result = outcome.result
-    if not outcome.ok or result is None:
-        return _failure(outcome.message), []
-    fields: dict[str, Any] = {
-        "score_test": result.score_test,
-        "score_validation": result.score_validation,
-        "labels_training": result.labels["training"],
-        "labels_test": result.labels["test"],
-        "labels_validation": result.labels["validation"],
-        "extra_scores_test": result.extra_scores_test,
-        "extra_scores_validation": result.extra_scores_validation,
-        "success": True,
-    }
-    if result.warnings:
-        fields["message"] = _clip("\n".join(result.warnings))
-    return fields, [(picture.name, picture.png) for picture in result.pictures]
+def result_of(job_id: int, outcome: JobOutcome) -> Result:
+    """The update a job that ran gets: its scores, labels and pictures, or the failure."""
+    ran = outcome.result
+    if not outcome.ok or ran is None:
+        return Result.failure(job_id, outcome.message)
+    try:
+        return _success(job_id, ran)
+    except ValueError as exc:  # a plugin's NaN score, say: the protocol cannot carry it
+        return Result.failure(job_id, f"the algorithm's result cannot be sent: {exc}")
 
 
-def _data_refused(exc: DatasetError) -> JobOutcome:
-    """A job whose points make no dataset: failed as an `AlgorithmError` in the job would be."""
-    return JobOutcome(
-        kind="error",
-        message=str(exc),
-        result=None,
-        timings=JobTimings(start=None, run=None, total=0.0),
-        exitcode=None,
+def _success(job_id: int, ran: JobResult) -> Result:
+    return Result(
+        job_id=job_id,
+        success=True,
+        message=clip("\n".join(ran.warnings)) if ran.warnings else None,
+        score_test=ran.score_test,
+        score_validation=ran.score_validation,
+        labels_training=tuple(ran.labels["training"]),
+        labels_test=tuple(ran.labels["test"]),
+        labels_validation=tuple(ran.labels["validation"]),
+        extra_scores_test=ran.extra_scores_test,
+        extra_scores_validation=ran.extra_scores_validation,
+        pictures=tuple(Picture(picture.name, picture.png) for picture in ran.pictures),
     )
 
 
-def _failure(message: str) -> dict[str, Any]:
-    return {"success": False, "message": _clip(message)}
-
-
-def _clip(message: str) -> str:
-    if len(message) <= MESSAGE_LIMIT:
-        return message
-    return message[: MESSAGE_LIMIT - 1] + "…"
-
-
-def _time_limit(details: Mapping[str, Any], default: float) -> float:
-    limit = details.get("time_limit")
-    if isinstance(limit, int | float) and not isinstance(limit, bool) and limit > 0:
-        return float(limit)
-    return default
+def _refused(job_id: int, algorithm: str, kind: OutcomeKind, message: str) -> _Ended:
+    """A job that cannot run as given: failed with the sentence for the student."""
+    return _Ended(algorithm, kind, message, Result.failure(job_id, message), time.monotonic(), None)
 
 
 def _round(seconds: float | None) -> float | None:

@@ -2,7 +2,9 @@
 
 - ``mlworker_jobs_total{algorithm, outcome}`` (counter): jobs finished; the
   outcome is ``success`` or the failure's kind (``error``, ``exception``,
-  ``crashed``, ``timeout``, ``memory``, ``cancelled``).
+  ``crashed``, ``timeout``, ``memory``, ``cancelled``, and for a job refused
+  before running ``invalid`` or ``dataset``; its algorithm is ``unknown``
+  when the job's details named none the worker could read).
 - ``mlworker_job_seconds{algorithm}`` (histogram): seconds per job, from
   claim to spooled result.
 - ``mlworker_spool_results`` (gauge): results waiting in the spool.
@@ -14,11 +16,12 @@ With several processes the supervisor serves the sum of its workers' reports.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from worker.config import Settings
 from worker.errors import ConfigError
-from worker.outbox import Outbox
+from worker.outbox import count_waiting
 from worker.reporting import Event, JobFinished, NullReporter, Reporter, ServerError
 
 JOB_SECONDS_BUCKETS = (0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800)
@@ -27,7 +30,7 @@ JOB_SECONDS_BUCKETS = (0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800)
 class Metrics:
     """A `Reporter` that counts what it is told, for Prometheus."""
 
-    def __init__(self, registry: Any, outbox: Outbox) -> None:
+    def __init__(self, registry: Any, spool_dir: Path) -> None:
         from prometheus_client import Counter, Gauge, Histogram
 
         self._jobs = Counter(
@@ -53,7 +56,7 @@ class Metrics:
             "Results waiting in the spool for the server.",
             registry=registry,
         )
-        spool.set_function(outbox.count)
+        spool.set_function(lambda: count_waiting(spool_dir))  # reads; never creates the spool
 
     def report(self, event: Event) -> None:
         """Count finished jobs (and their seconds) and failed server calls."""
@@ -82,6 +85,6 @@ def start_metrics(settings: Settings) -> Reporter:
         ) from None
 
     registry = CollectorRegistry()
-    metrics = Metrics(registry, Outbox(settings.spool_dir))
+    metrics = Metrics(registry, settings.spool_dir)
     start_http_server(settings.metrics_port, addr="127.0.0.1", registry=registry)
     return metrics

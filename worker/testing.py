@@ -183,7 +183,7 @@ class FakeJobServer:
         if job_id in self.updates:
             return {"success": True, "duplicate": True}
         self.updates[job_id] = update
-        self.pictures[job_id] = [Path(str(picture)).name for picture in pictures or ()]
+        self.pictures[job_id] = [_picture_name(picture) for picture in pictures or ()]
         return {"success": True}
 
     def close(self) -> None:
@@ -335,3 +335,8 @@ def _response(request: requests.PreparedRequest, answer: Answer) -> requests.Res
         original_response=_Original(message),  # type: ignore[arg-type]
     )
     return HTTPAdapter().build_response(request, raw)
+
+
+def _picture_name(picture: Any) -> str:
+    """The file name of a picture sent as a path or as a ``(name, png bytes)`` pair."""
+    return str(picture[0]) if isinstance(picture, tuple) else Path(str(picture)).name
