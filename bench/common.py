@@ -316,6 +316,11 @@ class _ProxyServer(ThreadingHTTPServer):
     daemon_threads = True
     proxy: CountingProxy
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Quiet about a client that left (a worker abandons its long poll when it stops)."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
 
 _HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length"})
 

@@ -185,6 +185,9 @@ class Settings:
     )
     poll_min: float = _row(_POSITIVE, 1, "shortest wait between polls while idle", **_SECONDS)
     poll_max: float = _row(_POSITIVE, 30, "longest wait between polls while idle", **_SECONDS)
+    long_poll: float = _row(
+        v.at_least(v.number, 0), 30, "a job request the server may hold open; 0: off", **_SECONDS
+    )
     log_format: str = _row(
         v.log_format, "auto", "json, console, or auto: json unless a terminal", metavar="FORMAT"
     )
