@@ -61,8 +61,9 @@ class DatasetCache:
 
     def probe(self) -> None:
         """Write and remove a small file: raises OSError when the cache cannot be written."""
-        replace_durably(self.directory / ".probe", b"probe")
-        (self.directory / ".probe").unlink()
+        probe = self.directory / f".probe.{os.getpid()}"  # one per process: they start together
+        replace_durably(probe, b"probe")
+        probe.unlink()
 
     def _remove_stale_temporaries(self) -> None:
         """Remove temporary files a writer killed mid-write left (an hour is plenty to finish)."""
