@@ -147,7 +147,7 @@ def _set_environment(values: Mapping[str, str | None]) -> None:
 
 
 def main(jobs: Connection, reports: Connection) -> NoReturn:
-    """Warm up, then run each `(JobSpec, memory_limit)` from `jobs` until told to stop; never returns."""
+    """Warm up, then run each `(JobSpec, memory_limit)` from `jobs` until told to stop."""
     os.setsid()
     _die_with_parent()
     with suppress(Exception):  # a broken registry fails the job instead, with its message

@@ -27,7 +27,7 @@ import signal
 import sys
 import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import sklearn
@@ -49,7 +49,7 @@ class ProcessState:
     """What `take` saw; `restore` makes the process match it again."""
 
     sklearn_config: dict[str, Any]
-    numpy_errors: dict[str, str]
+    numpy_errors: Any  # numpy's own TypedDict of np.geterr()
     numpy_error_call: Any
     numpy_random: Any
     python_random: Any
@@ -110,7 +110,7 @@ def _restore_libraries(state: ProcessState) -> None:
     np.random.set_state(state.numpy_random)
     random.setstate(state.python_random)
     warnings.resetwarnings()  # also tells every module's warning registry that filters changed
-    warnings.filters[:] = state.warning_filters
+    cast(list[Any], warnings.filters)[:] = state.warning_filters  # the list the C module reads
     warnings.showwarning = state.show_warning
     mpl = sys.modules.get("matplotlib")
     if state.rc_params is not None and mpl is not None:
