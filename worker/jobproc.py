@@ -102,14 +102,14 @@ class Ready:
 
 @dataclass(frozen=True)
 class Started:
-    """Second message: the job (its dataset unpickled) arrived at `at`; the run begins."""
+    """A job's first message: the job (its dataset unpickled) arrived at `at`; the run begins."""
 
     at: float
 
 
 @dataclass(frozen=True)
 class Finished:
-    """Last message: how the job ended, a student-readable message, and the result."""
+    """A job's last message: how it ended, a student-readable message, and the result."""
 
     kind: ReportKind
     message: str
