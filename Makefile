@@ -17,7 +17,7 @@ demo: $(STAMP)
 	$(BIN)/mlworker demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 2
+	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 # Everything but the end-to-end tests marked slow: the policies in-process, in under a minute.
 test-fast: $(STAMP)

@@ -1,8 +1,13 @@
 """Colours for pictures: one per class or cluster, or a scale for regression values.
 
 Split from `algorithms.pictures` so that module keeps to drawing; both kinds
-offer the same three calls (`style` for scattered points, `draw_surface` for
-a prediction background, `add_key` for the legend or colour bar).
+offer the same three calls (`colours` for scattered points, `background`
+for a prediction surface, `add_key` for the legend or colour bar).
+
+A prediction background is the colour of each grid prediction blended with
+white, as a translucent layer over white would be: what scikit-learn's
+DecisionBoundaryDisplay draws with ``pcolormesh`` (a cell per grid point, no
+slivers of a third class between two others), as one image.
 """
 
 from __future__ import annotations
@@ -14,19 +19,16 @@ from typing import Any
 
 import numpy as np
 from matplotlib import colormaps
-from matplotlib.axes import Axes
-from matplotlib.cm import ScalarMappable
-from matplotlib.colors import ListedColormap, Normalize
-from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
-from sklearn.inspection import DecisionBoundaryDisplay
+from matplotlib.colors import Normalize
 
+from algorithms.chart import Entry, colour_bar, legend
 from algorithms.dataset import Dataset
+from algorithms.raster import Raster
 from algorithms.scoring import NOISE_LABEL
 
 NOISE_COLOR = (0.75, 0.75, 0.75, 1.0)
 MAX_LEGEND_ENTRIES = 20
-_HANDLE: dict[str, Any] = {"linestyle": "", "markersize": 8, "markeredgecolor": "black"}
+WHITE = np.ones(3, dtype=np.float32)
 
 
 @dataclass(frozen=True)
@@ -57,38 +59,37 @@ class Categories:
     def codes(self, values: np.ndarray) -> np.ndarray:
         """Each value's position among the labels; noise (or an unknown value) is -1."""
         index = {label: i for i, label in enumerate(self.labels)}
-        return np.array([index.get(v, -1) for v in np.asarray(values).tolist()], dtype=int)
+        values = np.asarray(values)
+        try:  # a prediction grid repeats a few labels thousands of times: look each up once
+            distinct, where = np.unique(values, return_inverse=True)
+        except TypeError:  # labels of mixed types cannot be sorted
+            return np.array([index.get(v, -1) for v in values.tolist()], dtype=int)
+        found = np.array([index.get(v, -1) for v in distinct.tolist()], dtype=int)
+        return found[where.reshape(-1)] if len(distinct) else np.zeros(0, dtype=int)
 
-    def style(self, values: np.ndarray) -> dict[str, Any]:
-        palette = np.array([*self.colors, NOISE_COLOR])  # code -1 picks the last row
-        return {"c": palette[self.codes(values)]}
+    def colours(self, values: np.ndarray) -> np.ndarray:
+        """One RGB colour per value; noise is grey."""
+        palette = np.array([*self.colors, NOISE_COLOR])[:, :3]  # code -1 picks the last row
+        return palette[self.codes(values)]
 
-    def draw_surface(self, axes: Axes, xx0: np.ndarray, xx1: np.ndarray, predicted: Any) -> None:
-        # pcolormesh, not contourf: contourf interpolates between class numbers and
-        # draws slivers of a third class along the border of two others.
-        n = len(self.labels)
-        kwargs: dict[str, Any] = {"vmin": -0.5, "vmax": n - 0.5, "alpha": 0.35}
-        if n == 2:  # the display colours two classes with a colormap, more with a list
-            kwargs["cmap"] = ListedColormap(self.colors)
-        response = np.ma.masked_less(self.codes(predicted).reshape(xx0.shape), 0)  # noise
-        display = DecisionBoundaryDisplay(
-            xx0=xx0, xx1=xx1, n_classes=n, response=response, multiclass_colors=self.colors
-        )
-        display.plot(ax=axes, plot_method="pcolormesh", **kwargs)
+    def background(self, predicted: Any, shape: tuple[int, int]) -> np.ndarray:
+        """The grid's colours, at 35 % over white; noise leaves it white."""
+        palette = np.array([*self.colors, (1.0, 1.0, 1.0, 1.0)])[:, :3]
+        return 0.65 + 0.35 * palette[self.codes(predicted).reshape(shape)]
 
-    def add_key(self, figure: Figure, axes: Axes) -> None:
-        handles = [handle(str(k), c) for k, c in zip(self.labels, self.colors, strict=True)]
-        if len(handles) > MAX_LEGEND_ENTRIES:
-            more = len(handles) - MAX_LEGEND_ENTRIES + 1
-            handles = [*handles[: MAX_LEGEND_ENTRIES - 1], handle(f"and {more} more", "white")]
+    def add_key(self, raster: Raster, below: float) -> None:
+        entries = [Entry(str(k), c) for k, c in zip(self.labels, self.colors, strict=True)]
+        if len(entries) > MAX_LEGEND_ENTRIES:
+            more = len(entries) - MAX_LEGEND_ENTRIES + 1
+            entries = [*entries[: MAX_LEGEND_ENTRIES - 1], Entry(f"and {more} more", WHITE)]
         if self.has_noise:
-            handles.append(handle("noise", NOISE_COLOR))
-        figure.legend(handles=handles, title=self.title, loc="outside right lower")
+            entries.append(Entry("noise", NOISE_COLOR))
+        legend(raster, entries, self.title, top=None, below=below)
 
 
 @dataclass(frozen=True)
 class Scale:
-    """A continuous colour scale for regression values."""
+    """A continuous colour scale (viridis) for regression values."""
 
     norm: Normalize
     title: str
@@ -99,16 +100,19 @@ class Scale:
         low, high = float(values.min()), float(values.max())
         return cls(Normalize(low, high if high > low else low + 1.0), title)
 
-    def style(self, values: np.ndarray) -> dict[str, Any]:
-        return {"c": np.asarray(values, dtype=float), "cmap": "viridis", "norm": self.norm}
+    def colours(self, values: np.ndarray) -> np.ndarray:
+        """One RGB colour per value."""
+        shares = self.norm(np.asarray(values, dtype=float))
+        return np.asarray(colormaps["viridis"](shares))[..., :3]
 
-    def draw_surface(self, axes: Axes, xx0: np.ndarray, xx1: np.ndarray, predicted: Any) -> None:
-        response = np.asarray(predicted, dtype=float).reshape(xx0.shape)
-        display = DecisionBoundaryDisplay(xx0=xx0, xx1=xx1, n_classes=2, response=response)
-        display.plot(ax=axes, plot_method="pcolormesh", cmap="viridis", norm=self.norm, alpha=0.5)
+    def background(self, predicted: Any, shape: tuple[int, int]) -> np.ndarray:
+        """The grid's colours, at 50 % over white."""
+        return 0.5 + 0.5 * self.colours(np.asarray(predicted).reshape(shape))
 
-    def add_key(self, figure: Figure, axes: Axes) -> None:
-        figure.colorbar(ScalarMappable(self.norm, "viridis"), ax=axes, label=self.title)
+    def add_key(self, raster: Raster, below: float) -> None:
+        colours = np.asarray(colormaps["viridis"](np.linspace(0.0, 1.0, 256)))[:, :3]
+        limits = (float(self.norm.vmin or 0.0), float(self.norm.vmax or 0.0))  # set by `of`
+        colour_bar(raster, colours, limits, self.title)
 
 
 def colouring_for(
@@ -122,8 +126,3 @@ def colouring_for(
     if dataset.task == "clustering":
         return Categories.of(arrays, "cluster", noise=True)
     return Categories.of(arrays, title, noise=False)
-
-
-def handle(label: str, color: Any, marker: str = "o") -> Line2D:
-    """A legend entry: one marker of the given colour."""
-    return Line2D([], [], marker=marker, markerfacecolor=color, label=label, **_HANDLE)

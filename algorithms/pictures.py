@@ -1,56 +1,58 @@
 """PNG pictures of a job's result, for students to see what their model did.
 
-By the number of features: 1, ``feature_plot`` (the feature against the target,
-the model's prediction along it as a line); 2, ``decision_regions`` (or
-``prediction_surface`` for regression) from scikit-learn's
-DecisionBoundaryDisplay with the points on top, or ``cluster_map`` for
-clusterers without ``predict``; more, ``pca_projection`` (the first two
+By the number of features: 1, ``feature_plot`` (the feature against the
+target, the model's prediction along it as a line); 2, ``decision_regions``
+(or ``prediction_surface`` for regression: the predictions over a grid, as
+scikit-learn's DecisionBoundaryDisplay shows them, with the points on top)
+or ``cluster_map`` for clusterers without ``predict``; more, ``pca_projection`` (the first two
 principal components of the raw features, as the estimator sees them). Per
-task: the test set's ``confusion_matrix`` or ``predicted_vs_true``.
+task: the training set's ``confusion_matrix``, or ``predicted_vs_true``.
 
-Over a prediction background a training point's colour shows its true class
-or value, so the model's mistakes on what it learnt from stand out; test and
-validation points, and every point elsewhere, show the prediction. Students
-see these pictures and the protocol hides test and validation labels from
-them, so only the test set's summary pictures use its labels. The marker
-shows the set: circle training, square test, triangle validation.
+Students see these pictures, and the protocol hides test and validation
+labels from them, so no picture shows such a label point by point. Over a
+prediction background a training point's colour shows its true class or
+value, so the model's mistakes on what it learnt from stand out; test and
+validation points, and every point elsewhere, show the prediction. The
+confusion matrix counts training points: on a hidden set, a predicted class
+whose points all share one true class would give each of them away.
+Predicted against true shows training points one by one and the test set
+only as the mean true value of bins of ten or more test points (by
+predicted value, `algorithms.summaries`); validation labels appear nowhere. The marker shows
+the set: circle training, square test, triangle validation.
 
-Figures are plain :class:`matplotlib.figure.Figure` objects on an Agg canvas,
-never pyplot's, so nothing global is touched or left open. A picture that
-cannot be drawn becomes a warning sentence, never an exception: a job's labels
-and scores matter more than its pictures.
+Pictures are drawn on a numpy raster (`algorithms.raster`, laid out by
+`algorithms.chart`) with matplotlib's font and colormaps, not on matplotlib
+figures: a job's two pictures take milliseconds instead of hundreds of them,
+and nothing global (pyplot, rcParams) is touched, so one job's picture
+cannot change the next one's in a process that serves many jobs. A picture
+that cannot be drawn becomes a warning sentence, never an exception: a job's
+labels and scores matter more than its pictures.
 """
 
 from __future__ import annotations
 
 import functools
-import io
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from matplotlib.ticker import AutoLocator
 from sklearn.decomposition import PCA
-from sklearn.metrics import ConfusionMatrixDisplay, PredictionErrorDisplay
 
-from algorithms.colouring import Categories, Scale, colouring_for, handle
+from algorithms.chart import HEIGHT, WIDTH, Entry, Plot, data_limits, legend
+from algorithms.colouring import Categories, colouring_for
 from algorithms.dataset import SETS, Dataset
+from algorithms.raster import Raster
+from algorithms.summaries import confusion_matrix, predicted_vs_true
 
 __all__ = ["MAX_PNG_BYTES", "Picture", "draw_pictures"]
 
 MAX_PNG_BYTES = 5 * 2**20
 """The server refuses larger pictures."""
 
-DPI = 100
-FALLBACK_DPI = 50  # a second try when a picture comes out larger than MAX_PNG_BYTES
 GRID_RESOLUTION = 100  # predictions per axis for regions and surfaces
 MARKERS = {"training": "o", "test": "s", "validation": "^"}
 _SET_OFFSET = {"training": 0.0, "test": -0.15, "validation": 0.15}  # rows of 1-feature plots
-_EDGE: dict[str, Any] = {"edgecolors": "black", "linewidths": 0.4}
 
 
 @dataclass(frozen=True)
@@ -110,27 +112,34 @@ class _Result:
 
         Test and validation points show their prediction: the pictures go to
         the job's owner, a student, and the protocol hides those points'
-        labels from students. Only the test set's own pictures (confusion
-        matrix, predicted against true) use its labels, as a summary.
+        labels from students.
         """
         if self.dataset.task == "clustering" or p.y_true is None or p.set_name != "training":
             return p.y_pred
         return p.y_true
 
-    def test_set(self) -> _Points:
-        """The test set with its true labels, which the test-set pictures need."""
-        test = next((p for p in self.sets if p.set_name == "test"), None)
-        if test is None or test.y_true is None:
-            raise _CannotDraw("the test set has no points with true labels")
-        return test
+    def training(self) -> _Points:
+        """The training set with its true labels, which the summary pictures need."""
+        found = next((p for p in self.sets if p.set_name == "training"), None)
+        if found is None or found.y_true is None:
+            raise _CannotDraw("the training set has no points with true labels")
+        return found
 
-    def title(self, axes: Axes, what: str) -> None:
+    def labelled_test(self) -> _Points | None:
+        """The test set, if it has points with true labels."""
+        found = next((p for p in self.sets if p.set_name == "test"), None)
+        return found if found is not None and found.y_true is not None else None
+
+    def model_line(self) -> str:
+        """Which model on which dataset: the second line of every title."""
+        return f"{type(self.estimator).__name__} on the dataset {self.dataset.name!r}"
+
+    def title(self, plot: Plot, what: str) -> None:
         """What the picture shows, then which model on which dataset."""
-        model = type(self.estimator).__name__
-        axes.set_title(f"{what}\n{model} on the dataset {self.dataset.name!r}")
+        plot.title(f"{what}\n{self.model_line()}")
 
 
-_Drawer = Callable[[Figure, _Result], None]
+_Drawer = Callable[[_Result], Raster]
 
 
 def draw_pictures(
@@ -179,22 +188,17 @@ def _plan(estimator: Any, dataset: Dataset) -> list[tuple[str, _Drawer]]:
 
 
 def _render(draw: _Drawer, result: _Result) -> bytes:
-    """Draw on a fresh figure and return it as PNG bytes of at most MAX_PNG_BYTES."""
-    figure = Figure(figsize=(8.0, 5.5), dpi=DPI, layout="constrained")
-    FigureCanvasAgg(figure)
-    try:
-        draw(figure, result)
-        for dpi in (DPI, FALLBACK_DPI):
-            buffer = io.BytesIO()
-            figure.savefig(buffer, format="png", dpi=dpi)
-            if buffer.tell() <= MAX_PNG_BYTES:
-                return buffer.getvalue()
+    """Draw and return PNG bytes of at most MAX_PNG_BYTES (at half size if need be)."""
+    raster = draw(result)
+    png = raster.png()
+    if len(png) > MAX_PNG_BYTES:
+        png = raster.halved().png()
+    if len(png) > MAX_PNG_BYTES:
         raise _CannotDraw(
-            f"the PNG is {buffer.tell():,} bytes even at {FALLBACK_DPI} dpi, "
+            f"the PNG is {len(png):,} bytes even at half the size, "
             f"more than the limit of {MAX_PNG_BYTES:,} bytes"
         )
-    finally:
-        figure.clear()
+    return png
 
 
 def _reason(error: Exception) -> str:
@@ -207,48 +211,45 @@ def _reason(error: Exception) -> str:
 
 
 def _scatter(
-    figure: Figure,
-    axes: Axes,
+    plot: Plot,
     result: _Result,
     xy: Callable[[_Points], np.ndarray],
-    values: Callable[[_Points], np.ndarray],
-    colouring: Categories | Scale,
-) -> None:
-    """Draw every set with its own marker, then the keys to markers and colours."""
-    size = 30.0 if len(result.all_X) <= 500 else 12.0
+    colours: Callable[[_Points], np.ndarray],
+) -> float:
+    """Draw every set with its own marker, then the key to the markers; the key's bottom."""
+    size = 8.0 if len(result.all_X) <= 500 else 5.0
     for p in result.sets:
-        coords, style = xy(p), colouring.style(values(p))
-        axes.scatter(
-            coords[:, 0], coords[:, 1], marker=MARKERS[p.set_name], s=size, **_EDGE, **style
-        )
-    handles = [
-        handle(f"{p.set_name} ({len(p.X)})", "white", MARKERS[p.set_name]) for p in result.sets
-    ]
-    figure.legend(handles=handles, title="set (points)", loc="outside right upper")
-    colouring.add_key(figure, axes)
+        coords = xy(p)
+        x, y = plot.x(coords[:, 0]), plot.y(coords[:, 1])
+        plot.raster.markers(x, y, MARKERS[p.set_name], size, colours(p), plot.area)
+    white = (1.0, 1.0, 1.0)
+    entries = [Entry(f"{p.set_name} ({len(p.X)})", white, MARKERS[p.set_name]) for p in result.sets]
+    return legend(plot.raster, entries, "set (points)", top=10)
 
 
-def _draw_regions(figure: Figure, result: _Result) -> None:
+def _draw_regions(result: _Result) -> Raster:
     """Decision regions or predicted-value surface over 2 features, with the points."""
     dataset, all_X = result.dataset, result.all_X
-    xx0, xx1 = np.meshgrid(*(_axis_range(all_X[:, i], GRID_RESOLUTION) for i in (0, 1)))
+    axes = [_axis_range(all_X[:, i], GRID_RESOLUTION) for i in (0, 1)]
+    xx0, xx1 = np.meshgrid(*axes)
     predicted = np.asarray(result.estimator.predict(np.c_[xx0.ravel(), xx1.ravel()]))
-    shown = [predicted, *map(result.shown, result.sets)]
-    colouring = colouring_for(dataset, shown, truth=True)
-    axes = figure.add_subplot()
-    colouring.draw_surface(axes, xx0, xx1, predicted)
-    _scatter(figure, axes, result, lambda p: p.X, result.shown, colouring)
-    axes.set(xlabel=dataset.features[0], ylabel=dataset.features[1])
+    colouring = colouring_for(dataset, [predicted, *map(result.shown, result.sets)], truth=True)
+    plot = Plot(Raster(WIDTH, HEIGHT), _cell_edges(axes[0]), _cell_edges(axes[1]))
+    plot.raster.image(plot.area, colouring.background(predicted, xx0.shape))
+    bottom = _scatter(plot, result, lambda p: p.X, lambda p: colouring.colours(result.shown(p)))
+    colouring.add_key(plot.raster, bottom)
+    plot.axes(dataset.features[0], dataset.features[1])
     if dataset.task == "clustering":
         what = "Cluster regions and the clusters of the points"
     elif dataset.task == "regression":
         what = f"Predicted {dataset.target} (background), true {dataset.target} of training points"
     else:
         what = "Predicted classes (background), true classes of training points"
-    result.title(axes, what)
+    result.title(plot, what)
+    return plot.raster
 
 
-def _draw_map(figure: Figure, result: _Result) -> None:
+def _draw_map(result: _Result) -> Raster:
     """All points coloured by prediction, in their 2 features or their first 2 principal ones."""
     dataset = result.dataset
     what = "Clusters" if dataset.task == "clustering" else f"Predicted {dataset.target}"
@@ -263,13 +264,16 @@ def _draw_map(figure: Figure, result: _Result) -> None:
         )
         what = f"{what}, {len(dataset.features)} features projected by PCA"
     colouring = colouring_for(dataset, [p.y_pred for p in result.sets], truth=False)
-    axes = figure.add_subplot()
-    _scatter(figure, axes, result, lambda p: project(p.X), lambda p: p.y_pred, colouring)
-    axes.set(xlabel=names[0], ylabel=names[1])
-    result.title(axes, what)
+    shown = project(result.all_X)
+    plot = Plot(Raster(WIDTH, HEIGHT), data_limits(shown[:, 0]), data_limits(shown[:, 1]))
+    bottom = _scatter(plot, result, lambda p: project(p.X), lambda p: colouring.colours(p.y_pred))
+    colouring.add_key(plot.raster, bottom)
+    plot.axes(names[0], names[1])
+    result.title(plot, what)
+    return plot.raster
 
 
-def _draw_feature_plot(figure: Figure, result: _Result) -> None:
+def _draw_feature_plot(result: _Result) -> Raster:
     """The one feature against the target, with the model's prediction as a line."""
     dataset, estimator = result.dataset, result.estimator
     line_x = _axis_range(result.all_X[:, 0], 300)
@@ -277,13 +281,7 @@ def _draw_feature_plot(figure: Figure, result: _Result) -> None:
         np.asarray(estimator.predict(line_x[:, None])) if hasattr(estimator, "predict") else None
     )
     colouring = colouring_for(dataset, [line_y, *map(result.shown, result.sets)], truth=True)
-    axes = figure.add_subplot()
     categories = colouring if isinstance(colouring, Categories) else None
-    if categories is not None:  # one row per label
-        noise = ["noise"] if categories.has_noise else []
-        axes.set_yticks(
-            range(-len(noise), len(categories.labels)), [*noise, *map(str, categories.labels)]
-        )
 
     def height(values: np.ndarray) -> np.ndarray:
         """Where a label (its row) or a value sits on the vertical axis."""
@@ -294,53 +292,52 @@ def _draw_feature_plot(figure: Figure, result: _Result) -> None:
         apart = _SET_OFFSET[p.set_name] if categories else 0.0
         return np.c_[p.X[:, 0], height(result.shown(p)) + apart]
 
-    _scatter(figure, axes, result, xy, result.shown, colouring)
+    yticks = None
+    if categories is not None:  # one row per label
+        noise = ["noise"] if categories.has_noise else []
+        rows = range(-len(noise), len(categories.labels))
+        yticks = (list(rows), [*noise, *map(str, categories.labels)])
+        ylim = (rows[0] - 0.5, rows[-1] + 0.5)
+    else:
+        heights = [height(result.shown(p)) for p in result.sets]
+        ylim = data_limits(np.concatenate([*heights, [] if line_y is None else height(line_y)]))
+    plot = Plot(Raster(WIDTH, HEIGHT), (float(line_x[0]), float(line_x[-1])), ylim)
+    bottom = _scatter(plot, result, xy, lambda p: colouring.colours(result.shown(p)))
     if line_y is not None:
-        steps = "steps-mid" if categories else "default"
-        axes.plot(line_x, height(line_y), color="black", drawstyle=steps, zorder=3)
+        xs, ys = plot.x(line_x), plot.y(height(line_y))
+        if categories:  # steps half-way between the grid's points, as "steps-mid" draws
+            middle = (xs[1:] + xs[:-1]) / 2
+            xs = np.concatenate([[xs[0]], np.repeat(middle, 2), [xs[-1]]])
+            ys = np.repeat(ys, 2)
+        plot.raster.line(xs, ys, (0.0, 0.0, 0.0), plot.area)
+    colouring.add_key(plot.raster, bottom)
     target = "cluster" if dataset.task == "clustering" else dataset.target
-    axes.set(xlabel=dataset.features[0], ylabel=target)
+    plot.axes(dataset.features[0], target, yticks=yticks)
     line = "; line: the model's prediction" if line_y is not None else ""
-    result.title(axes, f"{target} by {dataset.features[0]}{line}")
+    result.title(plot, f"{target} by {dataset.features[0]}{line}")
+    return plot.raster
 
 
-def _draw_confusion_matrix(figure: Figure, result: _Result) -> None:
-    """How often each true class of the test set was predicted as each class."""
-    test, target = result.test_set(), result.dataset.target
-    labels = Categories.of([test.y_true, test.y_pred], target, noise=False).labels
-    names = [str(label) for label in labels]
-    side = min(14.0, max(6.0, 0.5 * len(labels) + 3.0))
-    figure.set_size_inches(side + 1.0, side)
-    axes = figure.add_subplot()
-    ConfusionMatrixDisplay.from_predictions(
-        test.y_true,
-        test.y_pred,
-        labels=list(labels),
-        display_labels=names,
-        include_values=len(labels) <= 20,
-        xticks_rotation="vertical" if sum(map(len, names)) > 40 else "horizontal",
-        cmap="Blues",
-        ax=axes,
+def _draw_confusion_matrix(result: _Result) -> Raster:
+    """How often each true class of the training set was predicted as each class."""
+    training = result.training()
+    assert training.y_true is not None  # checked by `training`
+    what = f"Confusion matrix of the {len(training.X)} training points"
+    title = f"{what}\n{result.model_line()}"
+    return confusion_matrix(training.y_true, training.y_pred, result.dataset.target, title)
+
+
+def _draw_predicted_vs_true(result: _Result) -> Raster:
+    """Training points one by one, the test set only in bins (`summaries.hidden_bins`)."""
+    training, test = result.training(), result.labelled_test()
+    assert training.y_true is not None  # checked by `training`
+    hidden = None
+    if test is not None and test.y_true is not None:
+        hidden = (test.y_pred, test.y_true)
+    target = result.dataset.target
+    return predicted_vs_true(
+        (training.y_pred, training.y_true), hidden, target, result.model_line()
     )
-    axes.set(xlabel=f"predicted {target}", ylabel=f"true {target}")
-    result.title(axes, f"Confusion matrix of the {len(test.X)} test points")
-
-
-def _draw_predicted_vs_true(figure: Figure, result: _Result) -> None:
-    """Predicted against true values on the test set; perfect predictions lie on the diagonal."""
-    test, target = result.test_set(), result.dataset.target
-    axes = figure.add_subplot()
-    PredictionErrorDisplay.from_predictions(
-        np.asarray(test.y_true, dtype=float),
-        np.asarray(test.y_pred, dtype=float),
-        kind="actual_vs_predicted",
-        random_state=0,  # it draws at most 1,000 points: the same ones every time
-        ax=axes,
-    )
-    axes.set(xlabel=f"predicted {target}", ylabel=f"true {target}")
-    for axis in (axes.xaxis, axes.yaxis):  # the display's fixed ticks have odd values
-        axis.set_major_locator(AutoLocator())
-    result.title(axes, f"Predicted against true {target} on the {len(test.X)} test points")
 
 
 def _axis_range(values: np.ndarray, n: int) -> np.ndarray:
@@ -348,3 +345,9 @@ def _axis_range(values: np.ndarray, n: int) -> np.ndarray:
     low, high = float(np.min(values)), float(np.max(values))
     margin = 0.05 * (high - low) or 0.5
     return np.linspace(low - margin, high + margin, n)
+
+
+def _cell_edges(grid: np.ndarray) -> tuple[float, float]:
+    """The extent of cells centred on the evenly spaced ``grid`` values."""
+    half = (grid[1] - grid[0]) / 2
+    return float(grid[0] - half), float(grid[-1] + half)

@@ -59,8 +59,9 @@ def write_dataset(path: Path, points: int, *, seed: int = 0) -> Path:
 class BenchServer(ReferenceServer):
     """``mlworker-server run`` on a free loopback port, with an admin (worker) account."""
 
-    def __init__(self, data_dir: Path) -> None:
-        super().__init__(data_dir, start_deadline=START_DEADLINE)
+    def __init__(self, data_dir: Path, env: Mapping[str, str] | None = None) -> None:
+        # env: e.g. DATABASE_URL, for a server on PostgreSQL
+        super().__init__(data_dir, env=env, start_deadline=START_DEADLINE)
 
     def start(self) -> None:
         """Create the admin account, then start the server and wait until it answers."""
@@ -314,6 +315,11 @@ class CountingProxy:
 class _ProxyServer(ThreadingHTTPServer):
     daemon_threads = True
     proxy: CountingProxy
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Quiet about a client that left (a worker abandons its long poll when it stops)."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 _HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length"})

@@ -9,3 +9,8 @@ class ServerConfig(AppConfig):
     name = "server"
     verbose_name = "mlworker job server"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from server.wakeup import connect_signals
+
+        connect_signals()

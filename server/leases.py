@@ -4,6 +4,9 @@ A claim is a lease of ``time_limit + JOB_LEASE_GRACE`` seconds. Expired leases a
 lazily, before every claim and whenever a job's result is looked at, so no timer process is
 needed.
 
+A job made pending again, here or by a submit, wakes a waiting long poll
+(:mod:`server.wakeup`).
+
 Claims are atomic on both databases we support: on SQLite every transaction begins
 ``IMMEDIATE`` (settings), so claims run one after another; on PostgreSQL the oldest pending
 row is locked with ``SKIP LOCKED``. The final update is conditional on the job still being
@@ -21,6 +24,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from server.models import Job
+from server.wakeup import job_ready
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +44,8 @@ def expire_leases() -> int:
         requeued = expired.update(status="pending", lease_expires=None)
     if lost or requeued:
         log.info("expired leases: %d jobs requeued, %d failed", requeued, lost)
+    if requeued:
+        job_ready(requeued)
     return lost + requeued
 
 
@@ -76,3 +82,20 @@ def claim_job(worker: str) -> int | None:
     # The row was locked (PostgreSQL) or the database serialized (SQLite): attempt + 1 holds.
     log.info("job %d claimed by %s (attempt %d)", job_id, worker or "?", attempt + 1)
     return job_id
+
+
+def release_claim(job_id: int, worker: str) -> bool:
+    """Undo a claim whose answer never left (the long poll's client went away meanwhile).
+
+    Only if the job is still running for ``worker``; it is pending again as if never
+    claimed, and a waiting worker is woken for it. True when released.
+    """
+    with transaction.atomic():
+        released = Job.objects.filter(pk=job_id, status="running", worker=worker[:200]).update(
+            status="pending", attempt=F("attempt") - 1, lease_expires=None, claimed=None, worker=""
+        )
+        if released:
+            job_ready()
+    if released:
+        log.info("job %d released: %s went away before the answer", job_id, worker or "?")
+    return bool(released)

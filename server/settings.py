@@ -8,6 +8,9 @@ Environment (``mlworker-server`` sets the first two from its flags):
   it is handed out again (default 60).
 - ``DATABASE_URL``: a dj-database-url URL (e.g. ``postgres://...``, needing the ``postgres``
   extra's psycopg) replacing SQLite.
+- ``MLWORKER_SERVER_LONG_POLL_MAX``: the most seconds a job request may be held (default
+  60); ``MLWORKER_SERVER_LONG_POLL_CHECK``: seconds between fallback checks while requests
+  are held (default 0.5 on SQLite, 5 on PostgreSQL).
 - ``MLWORKER_SERVER_ALLOWED_HOSTS``, ``MLWORKER_SERVER_CSRF_TRUSTED_ORIGINS``: comma-separated
   additions for deployments reached under another name than loopback.
 - ``MLWORKER_SERVER_BEHIND_HTTPS_PROXY``: ``1`` behind a TLS-terminating reverse proxy:
@@ -86,7 +89,7 @@ def _database_from_url(url: str) -> dict[str, Any]:
     The messages never repeat the URL: it may hold a password.
     """
     try:
-        database = dict(dj_database_url.parse(url, conn_max_age=60, conn_health_checks=True))
+        database = dict(dj_database_url.parse(url, conn_max_age=0))
     except ValueError as error:  # an unknown scheme
         scheme = url.partition("://")[0] if "://" in url else "(none)"
         raise ImproperlyConfigured(
@@ -108,7 +111,7 @@ def _databases(data_dir: Path) -> dict[str, dict[str, Any]]:
     if url:
         database = _database_from_url(url)
     else:
-        database = {"ENGINE": SQLITE_ENGINE, "NAME": data_dir / "db.sqlite3", "CONN_MAX_AGE": 60}
+        database = {"ENGINE": SQLITE_ENGINE, "NAME": data_dir / "db.sqlite3"}
     if database["ENGINE"] == SQLITE_ENGINE:  # also for a sqlite:// DATABASE_URL
         database["OPTIONS"] = {**SQLITE_OPTIONS, **database.get("OPTIONS", {})}
     return {"default": database}
@@ -146,6 +149,10 @@ MIDDLEWARE = [
 
 ROOT_URLCONF = "server.urls"
 WSGI_APPLICATION = "server.wsgi.application"
+# Served as ASGI (server/asgi.py): sync views run in a thread per request, so a database
+# connection lives for one request (CONN_MAX_AGE 0, Django's advice under ASGI); long polls
+# share one connection per process (server/wakeup.py).
+ASGI_APPLICATION = "server.asgi.application"
 CSRF_FAILURE_VIEW = "server.views.errors.csrf_failure"
 
 TEMPLATES = [
@@ -196,6 +203,12 @@ JOB_DEFAULT_TIME_LIMIT = 300
 JOB_MAX_TIME_LIMIT = 7 * 24 * 3600
 JOB_MAX_ATTEMPTS = 3
 JOB_LEASE_GRACE = int(os.environ.get("MLWORKER_SERVER_LEASE_GRACE") or 60)
+# Long polls: the most seconds a `jobs/request/` may be held (keep it under a proxy's
+# read timeout, see docs/deploy.md).
+LONG_POLL_MAX = int(os.environ.get("MLWORKER_SERVER_LONG_POLL_MAX") or 60)
+# Seconds between the fallback checks for claimable jobs while long polls wait; 0: 0.5 s on
+# SQLite (how a submit reaches another process), 5 s on PostgreSQL (NOTIFY does it).
+LONG_POLL_CHECK = float(os.environ.get("MLWORKER_SERVER_LONG_POLL_CHECK") or 0)
 
 # Students are untrusted (docs/security.md): what one may send and queue is bounded.
 JOB_PARAMS_MAX_BYTES = 64 * 1024

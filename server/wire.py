@@ -70,11 +70,17 @@ def point_dicts(dataset: Dataset, *, hide_labels: bool) -> Iterator[dict[str, An
 
 
 def job_details(job: Job) -> dict[str, Any]:
-    """What a worker needs to run ``job``: the effective time limit its lease is based on."""
+    """What a worker needs to run ``job``: the effective time limit its lease is based on.
+
+    ``dataset_info`` (an addition to v1) is what ``GET datasets/`` says of the job's
+    dataset, version included, so a worker needs no listing of every dataset per job.
+    """
+    dataset = with_set_counts(Dataset.objects.filter(pk=job.dataset_id)).get()
     return {
         "id": job.pk,
         "algorithm": job.algorithm,
         "dataset": job.dataset_id,
+        "dataset_info": dataset_info(dataset),
         "params": job.params,
         "time_limit": job.time_limit or settings.JOB_DEFAULT_TIME_LIMIT,
         "seed": job.seed,

@@ -22,18 +22,24 @@ protocol cannot recover that job before its lease ends.
 
 Every exchange is recorded (:class:`Exchange`), so a test can count how often
 the server really saw a request, e.g. the dataset downloads.
+
+With ``seed_only`` set, the proxy makes the server look like one that speaks
+only the protocol's v1 calls: it drops the fields of the additions from claims
+(``wait``, ``details``) and their traces from answers (``X-Long-Poll``, a
+claim's ``details``, the details' ``dataset_info``).
 """
 
 from __future__ import annotations
 
 import http.client
+import json
 import random
 import re
 import threading
 from collections import Counter
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import quote, urlsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 from loopback_http import LoopbackHTTP
 
@@ -56,6 +62,10 @@ HOP_BY_HOP = frozenset(
     }
 )
 RESULT_UPLOAD = re.compile(r"/jobs/\d+/(update|pictures)/")
+CLAIM = "/jobs/request/"
+JOB_DETAILS = re.compile(r"/jobs/\d+/")
+V1_LESS_FIELDS = frozenset({"wait", "details"})
+V1_LESS_KEYS = ("details", "dataset_info")
 UPSTREAM_TIMEOUT = 120.0
 
 
@@ -108,6 +118,7 @@ class FaultProxy(LoopbackHTTP):
         self.after_rate = after_rate
         self.kinds = kinds
         self.unavailable: re.Pattern[str] | None = None  # paths answered 503, never forwarded
+        self.seed_only = False  # relay as a server of the v1 calls alone would answer
         self._random = random.Random(seed)
         self._random_after = random.Random(seed + 1)  # so the before-faults repeat exactly
         self._next_kind = 0
@@ -205,6 +216,18 @@ def _fault_answer(kind: str, path: str) -> _Answer:
     return _Answer(int(kind[:3]), [json_type], b'{"error": "injected server error"}')
 
 
+def _as_v1(path: str, answer: _Answer) -> _Answer:
+    """``answer`` without what the protocol's additions put in it."""
+    headers = [(name, value) for name, value in answer.headers if name.lower() != "x-long-poll"]
+    body = answer.body
+    if answer.status == 200 and (path == CLAIM or JOB_DETAILS.fullmatch(path)):
+        data = json.loads(body)
+        for key in V1_LESS_KEYS:
+            data.pop(key, None)
+        body = json.dumps(data).encode()
+    return _Answer(answer.status, headers, body)
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as the real server does
     timeout = 60  # an idle client connection is closed after this
@@ -230,7 +253,12 @@ class _Handler(BaseHTTPRequestHandler):
         if fault is not None:
             self._answer_fault(fault, path, forwarded=False, upstream_status=None)
             return
+        if proxy.seed_only and path == CLAIM:
+            kept = [field for field in parse_qsl(body.decode()) if field[0] not in V1_LESS_FIELDS]
+            body = urlencode(kept).encode()
         answer = proxy._forward(self.command, self.path, list(self.headers.items()), body)
+        if answer is not None and proxy.seed_only:
+            answer = _as_v1(path, answer)
         if answer is None:  # the server is down: what a gateway says
             self._send(_Answer(502, [], b"upstream unreachable"))
             proxy._record(Exchange(self.command, path, None, False, None, 502))

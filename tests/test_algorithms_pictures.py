@@ -17,7 +17,7 @@ from sklearn.linear_model import LinearRegression
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.tree import DecisionTreeRegressor
 
-from algorithms import pictures
+from algorithms import pictures, summaries
 from algorithms.dataset import SETS, Dataset
 from algorithms.pictures import Picture, draw_pictures
 
@@ -58,14 +58,13 @@ def decode(picture: Picture) -> np.ndarray:
 
 
 def assert_drawn(picture: Picture, shape: tuple[int, int] | None = (550, 800)) -> None:
-    """A decodable RGBA PNG of the expected size, with real content (not one flat colour)."""
+    """A decodable RGB PNG of the expected size, with real content (not one flat colour)."""
     pixels = decode(picture)
     assert pixels.ndim == 3
-    assert pixels.shape[2] == 4
+    assert pixels.shape[2] == 3
     if shape is not None:
         assert pixels.shape[:2] == shape
-    rgba = np.ascontiguousarray(np.round(pixels * 255), dtype=np.uint8).view(np.uint32)
-    assert len(np.unique(rgba)) > 50
+    assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 50
 
 
 def one_feature(name: str, column: int, loader: Any, task: str) -> Dataset:
@@ -180,7 +179,7 @@ HIDDEN_CASES = [  # every picture kind that shows points of the sets
         id="feature plot",
     ),
 ]
-TEST_SUMMARIES = {"confusion_matrix.png", "predicted_vs_true.png"}
+TEST_SUMMARIES = {"predicted_vs_true.png"}  # test labels only as means of MIN_BIN or more
 
 
 def with_labels_moved(dataset: Dataset, set_name: str) -> Dataset:
@@ -205,8 +204,8 @@ def test_no_picture_depends_on_validation_labels(estimator: Any, make_dataset: A
 
 
 @pytest.mark.parametrize(("estimator", "make_dataset"), HIDDEN_CASES)
-def test_only_test_summaries_depend_on_test_labels(estimator: Any, make_dataset: Any) -> None:
-    """Test labels appear only summed up (confusion matrix, predicted against true)."""
+def test_only_the_binned_summary_depends_on_test_labels(estimator: Any, make_dataset: Any) -> None:
+    """Test labels appear only as bin means of predicted against true; no confusion matrix."""
     dataset = make_dataset()
     predictions = predict_all(estimator, dataset)
 
@@ -255,8 +254,8 @@ def test_predictions_that_do_not_fit_the_dataset_give_one_warning() -> None:
     ]
 
 
-def test_a_test_set_without_labels_has_no_confusion_matrix() -> None:
-    """A classification test set without true labels: the confusion matrix becomes a warning."""
+def test_a_test_set_without_labels_still_gets_every_picture() -> None:
+    """No picture needs test labels: without them both pictures are drawn, with no warning."""
     points = points_from_arrays(*datasets.make_moons(n_samples=100, random_state=0))
     for point in points:
         if point["set"] == "test":
@@ -265,14 +264,12 @@ def test_a_test_set_without_labels_has_no_confusion_matrix() -> None:
 
     found, warnings = draw(KNeighborsClassifier(), dataset)
 
-    assert [picture.name for picture in found] == ["decision_regions.png"]
-    assert warnings == [
-        "picture 'confusion_matrix' could not be drawn: the test set has no points with true labels"
-    ]
+    assert [picture.name for picture in found] == ["decision_regions.png", "confusion_matrix.png"]
+    assert warnings == []
 
 
 def test_too_large_a_picture_is_drawn_again_smaller(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A PNG over the size limit is rendered again at the fallback resolution."""
+    """A PNG over the size limit is made again at half the width and height."""
     dataset = real_dataset("moons")
     estimator = KNeighborsClassifier()
     predictions = predict_all(estimator, dataset)
@@ -283,11 +280,11 @@ def test_too_large_a_picture_is_drawn_again_smaller(monkeypatch: pytest.MonkeyPa
 
     assert warnings == []
     assert len(smaller[0].png) < len(full[0].png)
-    assert decode(smaller[0]).shape[:2] == (275, 400)  # 50 dpi instead of 100
+    assert decode(smaller[0]).shape[:2] == (275, 400)
 
 
 def test_a_picture_too_large_even_when_smaller_is_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A PNG over the limit at the fallback resolution too is left out with a warning."""
+    """A PNG over the limit at half the size too is left out with a warning."""
     monkeypatch.setattr(pictures, "MAX_PNG_BYTES", 1000)
 
     found, warnings = draw(KMeans(n_clusters=3, n_init=10, random_state=0), real_dataset("blobs"))
@@ -295,4 +292,84 @@ def test_a_picture_too_large_even_when_smaller_is_dropped(monkeypatch: pytest.Mo
     assert found == []
     assert len(warnings) == 1
     assert warnings[0].startswith("picture 'decision_regions' could not be drawn: the PNG is ")
-    assert warnings[0].endswith(" bytes even at 50 dpi, more than the limit of 1,000 bytes")
+    assert warnings[0].endswith(" bytes even at half the size, more than the limit of 1,000 bytes")
+
+
+def regression_on(columns: list[int], points: int) -> Dataset:
+    """Two diabetes features against the target, the first ``points`` points."""
+    X, y = _diabetes_columns(columns)
+    return dataset_of("bmi_bp", "regression", X[:points], y[:points])
+
+
+def test_predicted_vs_true_hides_which_test_point_has_which_label() -> None:
+    """Swapping the labels of two test points predicted alike changes no byte of any picture."""
+    dataset = regression_on([2, 3], 442)
+    estimator = LinearRegression()
+    predictions = predict_all(estimator, dataset)
+    assert dataset.test.y is not None
+    first, second = np.argsort(predictions["test"])[:2]  # in the same bin, of MIN_BIN or more
+    assert dataset.test.y[first] != dataset.test.y[second]
+    swapped = dataset.test.y.copy()
+    swapped[[first, second]] = swapped[[second, first]]
+    test = dataclasses.replace(dataset.test, y=swapped)
+
+    seen, _ = draw_pictures(estimator, dataset, predictions)
+    changed, _ = draw_pictures(estimator, dataclasses.replace(dataset, test=test), predictions)
+
+    assert [p.name for p in seen] == ["prediction_surface.png", "predicted_vs_true.png"]
+    assert seen == changed
+
+
+def test_a_test_set_too_small_for_a_bin_shows_no_test_label() -> None:
+    """With fewer test points than MIN_BIN, no picture depends on the test labels at all."""
+    dataset = regression_on([2, 3], 30)
+    assert 1 < len(dataset.test.ids) < summaries.MIN_BIN
+    estimator = LinearRegression()
+    predictions = predict_all(estimator, dataset)
+
+    seen, _ = draw_pictures(estimator, dataset, predictions)
+    moved, _ = draw_pictures(estimator, with_labels_moved(dataset, "test"), predictions)
+
+    assert seen == moved
+
+
+@pytest.mark.parametrize("points", [0, 9, 10, 19, 20, 57, 100, 101, 1000])
+def test_each_hidden_label_weighs_at_most_one_bin_point(points: int) -> None:
+    """Each bin mean counts MIN_BIN or more points: one label moves it by 1/MIN_BIN at most."""
+    predicted = np.random.default_rng(points).permutation(points).astype(float)
+    for marked in range(points):
+        true = np.zeros(points)
+        true[marked] = 1.0  # the mean of a bin is this point's share of it
+
+        bins = summaries.hidden_bins(predicted, true)
+
+        assert len(bins) == min(summaries.MAX_BINS, points // summaries.MIN_BIN)
+        assert max((b[3] for b in bins), default=0.0) <= 1 / summaries.MIN_BIN
+
+
+def test_one_jobs_pictures_leave_nothing_behind_for_the_next() -> None:
+    """A process drawing many jobs (and a failed picture) gives each the bytes of a fresh start."""
+    regression = regression_on([2, 3], 442)
+    linear = LinearRegression()
+    regression_predictions = predict_all(linear, regression)
+    alone, _ = draw_pictures(linear, regression, regression_predictions)
+
+    draw(BrokenPredict(), real_dataset("moons"))  # fails half-way through a picture
+    draw(KNeighborsClassifier(), real_dataset("iris_names"))
+    after, _ = draw_pictures(linear, regression, regression_predictions)
+
+    assert after == alone
+
+
+def test_matplotlib_settings_changed_by_a_plugin_change_no_picture() -> None:
+    """Pictures do not read pyplot's global settings, which another job may have changed."""
+    dataset = real_dataset("moons")
+    estimator = KNeighborsClassifier()
+    predictions = predict_all(estimator, dataset)
+    plain, _ = draw_pictures(estimator, dataset, predictions)
+    changed = {"font.size": 30, "axes.facecolor": "red", "lines.linewidth": 9, "image.cmap": "jet"}
+
+    with matplotlib.rc_context(changed):
+        styled, _ = draw_pictures(estimator, dataset, predictions)
+
+    assert styled == plain

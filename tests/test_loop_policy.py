@@ -172,7 +172,7 @@ def test_a_server_away_is_probed_at_the_idle_maximum_and_the_loop_goes_on(
     """Failed claims and an expired session: each reported and retried; the job still runs."""
     job = server.add_job("knn", 1)
     away = TransientError("POST /jobs/request/ failed: ConnectionError", None)
-    server.fail_next(away, away, call="request_job")
+    server.fail_next(away, away, call="claim_job")
     expired = AuthenticationError("the session expired and the login was refused", 401)
     server.fail_next(expired, call="get_job_details")
     run = rig(tmp_path, server)
@@ -271,6 +271,6 @@ def test_an_idle_loop_says_so_keeps_beating_and_stops_when_told(
     run = rig(tmp_path, server)
     run.loop.reporter = reporter = StopWhenIdleTwice(run.shutdown)
     run.loop.run()
-    assert server.calls == ["request_job", "request_job"]
+    assert server.calls == ["claim_job", "claim_job"]
     assert reporter.events.count(Status("idle")) == 2
     assert len(reporter.of(Heartbeat)) >= 2

@@ -9,8 +9,10 @@ tree (``worker/errors.py``). Reference and examples: ``docs/client-api.md``.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +30,9 @@ from worker.errors import (
 )
 from worker.http import Timeout, Transport, encode_form, json_body, login_refusal, normalize_url
 
-__all__ = ["API", "normalize_url"]
+__all__ = ["API", "Claim", "normalize_url"]
+
+LONG_POLL_HEADER = "X-Long-Poll"
 
 log = structlog.get_logger()
 
@@ -298,18 +302,55 @@ class API:
         """
         return self._get(f"jobs/{job_id}/result/")
 
-    def request_job(self) -> int | None:
+    def request_job(self, wait: float | None = None) -> int | None:
         """Claim the oldest pending job (admin): ``POST jobs/request/``.
 
         The claim is a lease: a job not updated within its time limit plus the
         server's grace goes back to pending. Sends ``X-Worker: <worker_id>``.
 
+        Args:
+            wait: ask the server to hold the request up to this many seconds
+                until a job comes (a long poll); a server that does not hold
+                claims answers at once. See :meth:`claim_job`.
+
         Returns:
             The claimed job's id, or ``None`` when no job is pending.
 
         """
+        return self.claim_job(wait).job
+
+    def claim_job(self, wait: float | None = None, *, details: bool = False) -> Claim:
+        """Claim a job like :meth:`request_job`, saying what else the server did.
+
+        With ``wait``, the read timeout of this one call is ``wait`` plus the
+        client's own read timeout, so a held request is not mistaken for a
+        dead one. With ``details``, a server that can answers the claimed job's
+        details with the claim (what :meth:`get_job_details` returns).
+
+        Returns:
+            A :class:`Claim`: the job id (or ``None``), the seconds the server
+            granted to hold the request (``None`` from a server that does not
+            hold claims), and the job's details (``None`` when not given).
+        """
         worker = self.worker_id or default_worker_id()
-        return _job_id(self._post("jobs/request/", headers={"X-Worker": worker}))
+        fields = {"wait": None if wait is None else round(wait, 3), "details": details or None}
+        response = self._send(
+            "POST",
+            "jobs/request/",
+            data=encode_form(fields),
+            headers={"X-Worker": worker},
+            timeout=None if wait is None else self._long_poll_timeout(wait),
+            deadline=None if wait is None else sum(self._long_poll_timeout(wait)),
+        )
+        body = json_body(response, dict)
+        job = _job_id(body)
+        given = body.get("details")
+        same_job = isinstance(given, dict) and job is not None and given.get("id") == job
+        return Claim(job, _granted(response), given if same_job else None)
+
+    def _long_poll_timeout(self, wait: float) -> tuple[float, float]:
+        connect, read = _pair(self._transport.timeout)
+        return connect, wait + read
 
     def get_job_details(self, job_id: int) -> dict[str, Any]:
         """Fetch what a worker needs to run a job (admin): ``GET jobs/<id>/``.
@@ -474,6 +515,29 @@ class API:
                 response.status_code,
             )
         self._may_login_again, self._login_due = True, False
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The answer to a claim: the job (or ``None``), the wait granted, the job's details."""
+
+    job: int | None
+    held: float | None  # seconds the server may hold a claim; None: it answers at once
+    details: dict[str, Any] | None = None  # as get_job_details; None: not sent with the claim
+
+
+def _granted(response: requests.Response) -> float | None:
+    """The ``X-Long-Poll`` header: seconds the server granted, or None when it holds nothing."""
+    value = response.headers.get(LONG_POLL_HEADER)
+    try:
+        held = float(value) if value is not None else None
+    except ValueError:
+        return None
+    return held if held is not None and math.isfinite(held) and held > 0 else None
+
+
+def _pair(timeout: Timeout) -> tuple[float, float]:
+    return timeout if isinstance(timeout, tuple) else (timeout, timeout)
 
 
 def _int_keys(answer: dict[str, Any]) -> dict[int, Any]:

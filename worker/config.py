@@ -189,6 +189,9 @@ class Settings:
     )  # fmt: skip
     poll_min: float = _row(_POSITIVE, 1, "shortest wait between polls while idle", **_SECONDS)
     poll_max: float = _row(_POSITIVE, 30, "longest wait between polls while idle", **_SECONDS)
+    long_poll: float = _row(
+        v.at_least(v.number, 0), 30, "a job request the server may hold open; 0: off", **_SECONDS
+    )
     log_format: str = _row(
         v.log_format, "auto", "json, console, or auto: json unless a terminal", metavar="FORMAT"
     )
@@ -207,6 +210,12 @@ class Settings:
         v.port, None, "Prometheus metrics on this 127.0.0.1 port; 0: off", metavar="PORT",
         shown="off",
     )  # fmt: skip
+    worker_timeout: float = _row(
+        v.at_least(v.number, 10),
+        120,
+        "a worker process silent this long is killed and restarted (with --processes)",
+        **_SECONDS,
+    )
     config_file: Path | None = None
     sources: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
     warnings: tuple[str, ...] = field(default=(), repr=False, compare=False)

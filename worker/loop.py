@@ -1,7 +1,9 @@
 """The polling loop: claim a job, run it isolated, spool its result, go on.
 
-One `JobLoop` per worker process. It asks the server for a job, waiting with
-exponential backoff and full jitter while there is none; fetches the job's
+One `JobLoop` per worker process. It asks the server for a job, holding a
+long poll open where the server offers one and otherwise waiting with
+exponential backoff and full jitter while there is none (`worker.claims`);
+fetches the job's
 details and dataset (points come from the machine-wide cache and become
 arrays once per version, here, not in every job process); runs the job in a
 child process (`worker.execute`); and hands its `Result` to delivery, which
@@ -23,9 +25,9 @@ take a result that large (a full or read-only disk), the loop claims nothing.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import structlog
 
@@ -34,6 +36,7 @@ from algorithms.errors import DatasetError
 from algorithms.run import JobResult
 from worker.backoff import RETRY_AFTER_MAX, Backoff
 from worker.cache import DatasetCache
+from worker.claims import Claimer
 from worker.config import Settings
 from worker.delivery import Deliverer
 from worker.details import JobDetails, JobFailed, check_info, parse_details
@@ -86,7 +89,13 @@ class JobLoop:
 
     def run(self, *, burst: bool = False) -> None:
         """Claim and run jobs until a stop signal (or, with `burst`, no job is left)."""
-        idle = Backoff(self.settings.poll_min, self.settings.poll_max)
+        claimer = Claimer(
+            self.api,
+            self.shutdown,
+            self._heartbeat,
+            long_poll=self.settings.long_poll,
+            idle=Backoff(self.settings.poll_min, self.settings.poll_max),
+        )
         while not self.shutdown.stopping:
             self._heartbeat()
             if not self.results.writable():
@@ -95,7 +104,7 @@ class JobLoop:
                 self._sleep(self.settings.poll_max)
                 continue
             try:
-                job_id = self.api.request_job()
+                claim = claimer.claim(burst=burst)
             except TransientError as exc:
                 self._server_away(exc)
                 continue
@@ -105,31 +114,33 @@ class JobLoop:
                 _log.error("the server refuses to hand out jobs", error=str(exc))
                 self._server_away(exc)
                 continue
-            if job_id is None:
+            if claim.job is None:
                 if burst:
                     return
                 self._status("idle")
-                self._sleep(idle.next())
+                self._sleep(claimer.pause())
                 continue
-            idle.reset()
-            self._process(job_id)
+            claimer.reset()
+            self._process(claim.job, claim.details)
 
-    def _process(self, job_id: int) -> None:
+    def _process(self, job_id: int, given: Mapping[str, Any] | None = None) -> None:
+        """Run one claimed job; its details come with the claim (``given``) or are asked for."""
         started = time.monotonic()
         with job_context(worker_id=self.worker_id, job_id=job_id):
-            ended = self._attempt(job_id)
+            ended = self._attempt(job_id, given)
             if ended is not None:
                 self._finish(ended, started)
 
-    def _attempt(self, job_id: int) -> _Ended | None:
+    def _attempt(self, job_id: int, given: Mapping[str, Any] | None = None) -> _Ended | None:
         """Prepare and run the job; None when it is left to its lease (a stop, a 404)."""
         algorithm = "unknown"
         try:
-            details = self._details(job_id)
+            details = self._details(job_id, given)
             if details is None:
                 return None
             algorithm = details.algorithm
-            spec = self._from_server(lambda: self._spec(details))
+            info = given.get("dataset_info") if given is not None else None
+            spec = self._from_server(lambda: self._spec(details, info))
             if spec is None:
                 return None
         except JobFailed as exc:
@@ -154,9 +165,16 @@ class JobLoop:
             spec.algorithm, outcome.kind, outcome.message, result, fetched, outcome.timings
         )
 
-    def _details(self, job_id: int) -> JobDetails | None:
-        """The job's checked details; None when it is left to its lease; JobFailed if unusable."""
-        raw = self._from_server(lambda: self.api.get_job_details(job_id))
+    def _details(self, job_id: int, given: Mapping[str, Any] | None) -> JobDetails | None:
+        """The job's checked details; None when it is left to its lease; JobFailed if unusable.
+
+        ``given`` came with the claim; without it the server is asked (``GET jobs/<id>/``).
+        """
+        raw = (
+            given
+            if given is not None
+            else self._from_server(lambda: self.api.get_job_details(job_id))
+        )
         if raw is None:
             return None
         details = parse_details(job_id, raw, default_time_limit=self.settings.time_limit)
@@ -205,23 +223,25 @@ class JobLoop:
                 _log.error("job unavailable; leaving the job to its lease", error=str(exc))
                 return None
 
-    def _spec(self, details: JobDetails) -> JobSpec:
+    def _spec(self, details: JobDetails, info: object = None) -> JobSpec:
         """The job as the job process needs it, its dataset built."""
         return JobSpec(
             job_id=details.job_id,
             algorithm=details.algorithm,
             params=details.params,
-            dataset=self._dataset(details.dataset),
+            dataset=self._dataset(details.dataset, info),
             seed=details.seed,
         )
 
-    def _dataset(self, dataset_id: int) -> Dataset:
+    def _dataset(self, dataset_id: int, given: object = None) -> Dataset:
         """The job's dataset, built; points cross the network once per version.
 
-        Raises DatasetError for points that make no dataset, with the sentence
-        the job process would have reported.
+        Its info comes with the job's details where the server sends it
+        (``dataset_info``), else from ``GET datasets/``. Raises DatasetError
+        for points that make no dataset, with the sentence the job process
+        would have reported.
         """
-        listed = self.api.get_datasets().get(dataset_id)
+        listed = given if given is not None else self.api.get_datasets().get(dataset_id)
         if listed is None:
             raise JobFailed(f"dataset {dataset_id} does not exist on the server")
         info = check_info(dataset_id, listed)

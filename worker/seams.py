@@ -1,6 +1,6 @@
 """The edges the polling loop talks through, as protocols.
 
-`JobLoop` needs four calls of the job server and one of the job runner;
+`JobLoop` needs five calls of the job server and one of the job runner;
 naming them here keeps the loop independent of HTTP and of child processes.
 In production they are `worker.api.API` and `worker.execute.JobRunner`;
 `worker.testing` ships in-memory fakes of both, so the loop's policies are
@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from worker.api import Claim
 from worker.execute import JobOutcome, JobSpec
 
 __all__ = ["JobServer", "Runner"]
@@ -22,6 +23,9 @@ class JobServer(Protocol):
 
     def request_job(self) -> int | None:
         """Claim the oldest pending job: its id, or None when none is pending."""
+
+    def claim_job(self, wait: float | None = None, *, details: bool = False) -> Claim:
+        """Claim, maybe held up to `wait` s (a long poll), maybe with the job's details."""
 
     def get_job_details(self, job_id: int) -> dict[str, Any]:
         """The claimed job: algorithm, dataset, params, and maybe time_limit, seed, attempt."""

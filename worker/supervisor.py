@@ -6,9 +6,13 @@ a worker that dies (waiting longer after each quick death, so a crash loop
 does not spin), passes stop signals on with the same two-stage meaning
 (the first lets running jobs finish, the second aborts them), and stops for
 good on a boot failure: a worker exiting 78 (its login refused) ends the
-supervisor with 78 instead of being respawned forever. It alone speaks to
-systemd: READY=1 once logged in, STATUS= with what each worker does,
-WATCHDOG=1 while every worker keeps beating, STOPPING=1 on the way out.
+supervisor with 78 instead of being respawned forever. Like gunicorn's
+worker timeout, it kills the one worker that stopped reporting for longer
+than `worker_timeout` (a deadlock, a stopped process); it is restarted like a
+dead one, its job comes back through the server's lease, and the others go
+on. It alone speaks to systemd: READY=1 once logged in, STATUS= with what
+each worker does, WATCHDOG=1 while its own loop turns (and no worker it
+killed lingers), STOPPING=1 on the way out.
 """
 
 from __future__ import annotations
@@ -38,7 +42,6 @@ _log = structlog.get_logger(__name__)
 RESTART_MIN = 1.0  # seconds before restarting a worker that died
 RESTART_MAX = 60.0  # the longest wait between restarts of a crash-looping worker
 STABLE_AFTER = 60.0  # a worker that ran this long starts the backoff afresh
-SILENT_AFTER = 60.0  # a worker silent this long is hung: no WATCHDOG=1 for the unit
 # The signal that passes on each stop stage. Two different signals, because the kernel
 # merges a signal into one already pending, and Python runs a handler once for several
 # deliveries: two quick SIGTERMs could reach a worker as one, and it would never abort.
@@ -56,6 +59,7 @@ class Slot:
     failures: int = 0
     status: str = "starting"
     last_seen: float = field(default_factory=time.monotonic)
+    killed_at: float = 0.0  # when it was killed for hanging; 0 if it was not
 
     def schedule_restart(self, now: float) -> float:
         """After its worker died at `now`: when to start it again; the delay in seconds.
@@ -106,6 +110,14 @@ class Supervisor:
         self.shutdown = shutdown
         self.notifier = notifier
         self.burst = burst
+        slowest = settings.request_timeout + settings.poll_max
+        if settings.worker_timeout <= slowest:
+            raise ConfigError(
+                f"worker_timeout ({settings.worker_timeout:g} s, from "
+                f"{settings.sources.get('worker_timeout', 'default')}) must exceed "
+                f"request_timeout plus poll_max ({slowest:g} s): a healthy worker waiting "
+                "on a slow server is silent that long"
+            )
         self.slots = [Slot(n) for n in range(settings.processes)]
         self._signals_passed = 0
         self._last_status = ""
@@ -126,6 +138,7 @@ class Supervisor:
             self._reap()
             self._restart_due_workers()
             self._read_reports(timeout=0.5)
+            self._kill_hung_workers()
             self._tell_systemd()
         self.notifier.stopping()
         _log.info("supervisor stopped", exit_status=self._exit)
@@ -138,6 +151,7 @@ class Supervisor:
         with contextlib.suppress(OSError):  # also here, against a race; the child may be gone
             os.setpgid(pid, pid)
         slot.pid, slot.started, slot.last_seen, slot.status = pid, time.monotonic(), 0, "starting"
+        slot.killed_at = 0.0
         _log.info("worker started", slot=slot.number, pid=pid)
 
     def _worker_main(self, number: int) -> int:
@@ -233,15 +247,39 @@ class Supervisor:
             case JobFinished() | ServerError():
                 self._metrics.report(report.event)
 
+    def _kill_hung_workers(self) -> None:
+        """SIGKILL each worker silent for longer than the bound; reaping then restarts it."""
+        now = time.monotonic()
+        for slot in silent(self.slots, now, self.settings.worker_timeout):
+            if slot.pid is not None and not slot.killed_at:
+                _log.error(
+                    "worker hung; killing it",
+                    slot=slot.number,
+                    pid=slot.pid,
+                    silent_seconds=round(now - slot.last_seen, 1),
+                )
+                slot.killed_at, slot.status = now, "hung; killed"
+                _kill(slot.pid, signal.SIGKILL)  # its job process follows (worker/jobproc.py)
+
     def _tell_systemd(self) -> None:
         text = "; ".join(f"#{s.number} {s.status}" for s in self.slots)
         if text != self._last_status:  # reports arrive every second; news far less often
             self._last_status = text
             self.notifier.status(text)
         now = time.monotonic()
-        alive = [s for s in self.slots if s.pid is not None and s.last_seen]
-        if all(now - s.last_seen < SILENT_AFTER for s in alive):
-            self.notifier.watchdog()
+        bound = self.settings.worker_timeout
+        if not any(
+            s.pid is not None and s.killed_at and now - s.killed_at > bound for s in self.slots
+        ):
+            self.notifier.watchdog()  # else a killed worker outlived its kill: systemd's turn
+
+
+def silent(slots: list[Slot], now: float, bound: float) -> list[Slot]:
+    """The running workers that reported once, then nothing for longer than `bound` seconds.
+
+    A worker not heard from yet is still starting (startup jitter, imports) and not counted.
+    """
+    return [s for s in slots if s.pid is not None and s.last_seen and now - s.last_seen > bound]
 
 
 def _kill(pid: int, signum: int) -> None:
@@ -249,4 +287,4 @@ def _kill(pid: int, signum: int) -> None:
         os.kill(pid, signum)
 
 
-__all__ = ["Supervisor", "supervise"]
+__all__ = ["Supervisor", "silent", "supervise"]

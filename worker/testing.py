@@ -35,6 +35,7 @@ from urllib3 import HTTPHeaderDict, HTTPResponse
 
 from algorithms.errors import AlgorithmError
 from algorithms.run import run_algorithm
+from worker.api import Claim
 from worker.config import Settings, load_settings
 from worker.errors import APIError, NotFoundError
 from worker.execute import JobOutcome, JobSpec, JobTimings, OutcomeKind
@@ -141,6 +142,11 @@ class FakeJobServer:
         """The oldest pending job's id, now running; None when none is pending."""
         self._call("request_job")
         return self.pending.popleft() if self.pending else None
+
+    def claim_job(self, wait: float | None = None, *, details: bool = False) -> Claim:
+        """As :meth:`request_job`, answered at once like a v1 server: no hold, no details."""
+        self._call("claim_job")
+        return Claim(self.pending.popleft() if self.pending else None, None)
 
     def get_job_details(self, job_id: int) -> dict[str, Any]:
         """The job as it was added."""

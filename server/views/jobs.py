@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import User
@@ -10,12 +11,15 @@ from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 
 from server.forms import SubmitForm
-from server.leases import claim_job, expire_leases
+from server.leases import expire_leases
+from server.longpoll import HEADER as LONG_POLL_HEADER
+from server.longpoll import claim_waiting, granted_wait, shed_request_thread
 from server.models import Dataset, Job, Round
 from server.views.common import (
     ADMIN_REQUIRED,
     ClientError,
     api_view,
+    async_api_view,
     error_response,
     get_or_404,
     json_response,
@@ -23,6 +27,7 @@ from server.views.common import (
     valid_form,
 )
 from server.visibility import may_submit_on, open_rounds
+from server.wakeup import hub
 from server.wire import job_details, job_result
 
 SEED_LIMIT = 2**31
@@ -129,7 +134,25 @@ def details(request: HttpRequest, job_id: int) -> HttpResponse:
     return json_response(job_details(get_or_404(Job.objects, job_id, "job")))
 
 
-@api_view(method="POST", staff=True)
-def request_job(request: HttpRequest) -> HttpResponse:
-    """Claim the oldest pending job for the worker named in ``X-Worker``."""
-    return json_response({"job": claim_job(request.headers.get("X-Worker", ""))})
+@async_api_view(method="POST", staff=True)
+async def request_job(request: HttpRequest) -> HttpResponse:
+    """Claim the oldest pending job for the worker named in ``X-Worker``.
+
+    With ``wait=<seconds>`` the request is held until a job comes or the wait ends (a long
+    poll, :mod:`server.longpoll`); the ``X-Long-Poll`` header tells the seconds granted, so
+    a worker knows this server holds claims. With ``details=true`` the answer also carries
+    the claimed job's details, saving the worker a ``GET jobs/<id>/``.
+    """
+    try:
+        wait = granted_wait(request.POST.get("wait"))
+    except ValueError as error:
+        raise ClientError(400, f"invalid wait: {error}", {"wait": str(error)}) from None
+    if wait > 0:
+        await shed_request_thread()
+    job = await claim_waiting(request.headers.get("X-Worker", ""), wait)
+    body: dict[str, Any] = {"job": job}
+    if job is not None and request.POST.get("details") == "true":
+        body["details"] = await hub().in_db_thread(lambda: job_details(Job.objects.get(pk=job)))
+    answer = json_response(body)
+    answer[LONG_POLL_HEADER] = f"{wait:g}"
+    return answer

@@ -1,0 +1,9 @@
+"""The ASGI application (``mlworker-server run`` serves it with gunicorn and uvicorn workers)."""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "server.settings")
+
+application = get_asgi_application()

@@ -1,0 +1,95 @@
+"""A claim that may wait: ``POST jobs/request/`` with ``wait=<seconds>``.
+
+The request is held until a job can be claimed or the wait ends, costing a coroutine and a
+place in the process's :class:`~server.wakeup.Hub`. Claims run in the hub's database thread.
+Before it waits, a request gives back what Django's ASGI handler lent it for the sync
+middleware (session, CSRF, authentication): the request's own thread and the database
+connection opened there (:func:`shed_request_thread`).
+
+A client that goes away while waiting (a proxy's idle timeout, a worker stopping) is noticed
+by Django, which cancels the view; a job claimed in that very moment is released again, so
+a cut long poll costs no job and no lease.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+from asgiref.sync import SyncToAsync, sync_to_async
+from django.conf import settings
+from django.db import connection
+
+from server.leases import claim_job, release_claim
+from server.wakeup import Hub, hub
+
+HEADER = "X-Long-Poll"  # on every answer of a server that holds claims: the wait it granted
+
+
+def granted_wait(raw: str | None) -> float:
+    """The seconds a request may be held: its ``wait`` capped at the server's maximum.
+
+    Raises ValueError with the rest of a sentence for anything but a finite number >= 0.
+    """
+    if raw is None or raw == "":
+        return 0.0
+    try:
+        wait = float(raw)
+    except ValueError:
+        raise ValueError(f"must be a number of seconds, got {raw[:40]!r}") from None
+    if not math.isfinite(wait) or wait < 0:
+        raise ValueError(f"must be a finite number of seconds >= 0, got {raw[:40]!r}")
+    return min(wait, float(settings.LONG_POLL_MAX))
+
+
+async def claim_waiting(worker: str, wait: float) -> int | None:
+    """Claim the oldest pending job, waiting up to ``wait`` s for one; None if none came."""
+    waiters = hub()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    woken = False
+    while True:
+        job = await _claim(waiters, worker)
+        if job is not None:
+            if waiters.waiting:
+                waiters.wake()  # more may have come at once: the next waiter looks
+            return job
+        left = deadline - loop.time()
+        if left <= 0 or not await waiters.wait(left, first=woken):
+            return None
+        woken = True  # woken but beaten to it: keep our turn at the head
+
+
+async def _claim(waiters: Hub, worker: str) -> int | None:
+    """One claim; if the request is cancelled meanwhile, the claimed job is released."""
+    attempt = asyncio.ensure_future(waiters.in_db_thread(lambda: claim_job(worker)))
+    try:
+        return await asyncio.shield(attempt)
+    except asyncio.CancelledError:
+        job = await attempt
+        if job is not None:
+            await waiters.in_db_thread(lambda: release_claim(job, worker))
+        raise
+
+
+async def shed_request_thread() -> None:
+    """End this request's sync thread and close its database connection, before a long wait.
+
+    Django runs a request's sync parts (its middleware) on a thread of the request's own,
+    kept until the request ends, and the session lookup opened a connection on it: held
+    for a minute by each of hundreds of long polls, that would be a thread and a connection
+    each. asgiref keeps that thread's executor in ``SyncToAsync.context_to_thread_executor``
+    under the request's context; dropping it there makes the next sync part (the response
+    middleware) start a fresh thread, as the first one did.
+    """
+    await sync_to_async(_close_connection)()  # on that thread: connections are per thread
+    context = SyncToAsync.thread_sensitive_context.get(None)
+    if context is None:
+        return
+    executor = SyncToAsync.context_to_thread_executor.pop(context, None)
+    if executor is not None:
+        executor.shutdown(wait=False)
+
+
+def _close_connection() -> None:
+    connection.close()  # looked up here, in the thread, not where the call was made
