@@ -18,6 +18,7 @@ import itertools
 import os
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -41,7 +42,7 @@ def measure(jobs_per_process: int, jobs: int, job: object) -> tuple[list[float],
     assert isinstance(job, JobSpec)
     walls = []
     with JobRunner(jobs_per_process=jobs_per_process) as runner:
-        server = runner._forkserver  # noqa: SLF001 - a benchmark reads the pid it needs
+        server = runner._forkserver  # a benchmark reads the pid it needs
         assert server is not None
         before = _job_cpu(server)
         for _ in range(jobs):
@@ -77,9 +78,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from algorithms.dataset import Dataset
     from worker.execute import DEFAULT_JOBS_PER_PROCESS, JobSpec
 
-    csv = write_dataset(Path(f"/tmp/mlworker-bench-{os.getpid()}.csv"), args.points)
-    lines = csv.read_text().splitlines()[1:]
-    csv.unlink()
+    with tempfile.TemporaryDirectory(prefix="mlworker-bench-") as tmp:
+        lines = write_dataset(Path(tmp, "points.csv"), args.points).read_text().splitlines()[1:]
     sets = itertools.cycle(("training", "training", "training", "test", "validation"))
     points = [
         {"id": i, "x": float(x), "y": float(y), "label": int(label), "set": next(sets)}
