@@ -176,6 +176,7 @@ def main(jobs: Connection, reports: Connection) -> NoReturn:
         if not reusable:
             _report(reports, finished)
         _send(reports, finished)
+        del job, finished  # an idle process holds no dataset or result
 
 
 def _run(job: JobSpec, reports: Connection, started: float) -> Finished:
