@@ -155,7 +155,8 @@ def run_worker(
     """Submit ``args.jobs`` jobs, run a burst, and read its log."""
     job_ids = [admin.submit_job(args.algorithm, dataset_id, {}) for _ in range(args.jobs)]
     started = time.monotonic()
-    process = start_worker(server.url, workdir, "--burst", *FAST_POLLS)
+    warm = ("--jobs-per-process", str(args.jobs_per_process)) if args.jobs_per_process else ()
+    process = start_worker(server.url, workdir, "--burst", *FAST_POLLS, *warm)
     probes = {
         "worker": own_cpu(process.pid),
         "job processes": child_cpu(process.pid, "forkserver"),
@@ -382,6 +383,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--algorithm", default="naive_bayes", help="a cheap classifier")
     parser.add_argument("--baseline-runs", type=int, default=30, help="in-process runs (30)")
     parser.add_argument("--fetch-jobs", type=int, default=10, help="jobs of the proxied burst")
+    parser.add_argument(
+        "--jobs-per-process", type=int, help="the worker's jobs_per_process (its default)"
+    )
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write the numbers here")
     return parser
 

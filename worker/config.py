@@ -183,6 +183,10 @@ class Settings:
         unit="bytes, or with K, M, G or T: powers of 1024",
         metavar="SIZE",
     )
+    jobs_per_process: int = _row(
+        v.at_least(v.integer, 1), 100, "jobs one job process runs before a fresh one takes over",
+        metavar="N",
+    )  # fmt: skip
     poll_min: float = _row(_POSITIVE, 1, "shortest wait between polls while idle", **_SECONDS)
     poll_max: float = _row(_POSITIVE, 30, "longest wait between polls while idle", **_SECONDS)
     long_poll: float = _row(

@@ -70,7 +70,7 @@ def run_worker(
         idle_check=settings.poll_max,
         reporter=reporter,
     )
-    with JobRunner() as runner:
+    with JobRunner(jobs_per_process=settings.jobs_per_process) as runner:
         deliverer.start()
         reporter.report(Ready())
         log.info("worker ready", host=settings.host, spool=str(settings.spool_dir))

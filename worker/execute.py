@@ -1,12 +1,14 @@
 """Run one job in a child process with a hard wall-clock limit and a memory limit.
 
 An algorithm may raise, crash the interpreter, hang or eat all memory; none of
-that may touch the worker. So each job runs in its own process
+that may touch the worker. So jobs run in a child process
 (`worker.jobproc.main`), which leads its own process group; the worker waits
 for its report with a deadline and, on expiry or cancellation, kills the whole
 group (`killpg` SIGKILL: grandchildren included, unless one made itself a new
-session) and reaps it. The child then always ends the same way, so the next
-job starts clean.
+session) and reaps it. A job process that ended a job cleanly puts the
+process-wide state back (`worker.jobstate`) and serves the next one, up to
+`jobs_per_process` jobs or until its memory grew past a bound; after any other
+ending it is dropped the same way, so the next job starts clean in a fresh one.
 
 Why a forkserver with preloaded modules: a fresh interpreter per job would pay
 for importing numpy, scipy and scikit-learn every time (about a second), and a
@@ -108,6 +110,8 @@ DEFAULT_PRELOAD = (
     "worker.jobwarm",  # last: runs a tiny job per task, so job processes start warm
 )
 
+DEFAULT_JOBS_PER_PROCESS = 100  # a fork costs 50-70 ms of CPU; a small job, a few ms
+DEFAULT_MEMORY_GROWTH = 256 * 1024 * 1024  # bytes of peak RSS + address space a process may gain
 TICK = 0.2  # seconds between checks of the cancel flag and the memory peak
 REAP_SECONDS = 5.0  # how long a killed job process gets to be reaped
 MIB = 1024 * 1024
@@ -148,28 +152,47 @@ class _Ending:
     peak: int  # largest address space seen, in bytes (0 when not sampled)
 
 
-@dataclass(frozen=True)
+@dataclass
 class _JobProcess:
-    """A started job process and the parent's ends of its two pipes."""
+    """A started job process, the parent's ends of its two pipes, and what it has served."""
 
     process: BaseProcess
-    jobs: Connection  # parent -> child: the one (JobSpec, memory_limit)
-    reports: Connection  # child -> parent: Ready, Started, Finished
+    jobs: Connection  # parent -> child: (JobSpec, memory_limit), one per job
+    reports: Connection  # child -> parent: Ready, then Started and Finished per job
+    served: int = 0  # jobs handed to it
+    memory_limit: int | None = None  # its address-space limit, once it has served a job
 
 
 class JobRunner:
-    """Runs jobs one per child process, from a forkserver started once.
+    """Runs jobs in child processes from a forkserver started once, each process many jobs.
 
-    One job process is always started ahead (the spare): it forks, builds the
-    algorithm registry and waits while the previous job runs, so a job's
-    start costs the worker one message on a pipe. Runs one job at a time;
-    use it as a context manager, or call `start` first and `close` at the end.
+    A job process serves up to `jobs_per_process` jobs, each from the same
+    global state (`worker.jobstate`). It is replaced by a fresh one after any
+    job that did not end cleanly (crash, time-out, cancel, memory, an
+    exception, state it cannot put back), once its peak memory grew by more
+    than `memory_growth` bytes, and for a job with another memory limit. A
+    fresh process is always started ahead (the spare: it forks, builds the
+    algorithm registry and waits), during a process's last job or right after
+    one is dropped, so a job's start costs the worker one message on a pipe.
+    Runs one job at a time; use it as a context manager, or call `start`
+    first and `close` at the end.
     """
 
-    def __init__(self, *, preload: Sequence[str] = DEFAULT_PRELOAD, start_timeout: float = 120):
+    def __init__(
+        self,
+        *,
+        preload: Sequence[str] = DEFAULT_PRELOAD,
+        start_timeout: float = 120,
+        jobs_per_process: int = DEFAULT_JOBS_PER_PROCESS,
+        memory_growth: int = DEFAULT_MEMORY_GROWTH,
+    ):
+        if jobs_per_process < 1:
+            raise ValueError(f"jobs_per_process must be 1 or more, not {jobs_per_process}")
         self._context = multiprocessing.get_context("forkserver")
         self._preload = [module for module in preload if _findable(module)]
         self._start_timeout = start_timeout
+        self._jobs_per_process = jobs_per_process
+        self._memory_growth = memory_growth
         self._spare: _JobProcess | None = None
         self._forkserver: int | None = None  # its pid, as the first job process reported it
 
@@ -233,14 +256,20 @@ class JobRunner:
                 timings=_timings(launched, _Ending("died", None, None, 0), time.monotonic()),
                 exitcode=None,
             )
-        current = self._hand_over(handed)
-        how: str = "died"
+        current = self._hand_over(handed, memory_limit)
+        ending = _Ending("died", None, None, 0)
+        exitcode = None
         try:
-            self._spare = self._start_job_process()  # warms up while this job runs
+            if current.served >= self._jobs_per_process:
+                self._spare = self._start_job_process()  # warms up during this last job
             ending = _wait(current, launched + time_limit, _cancel_check(cancel), memory_limit)
-            how = ending.how
         finally:
-            exitcode = _stop(current, ending=how)
+            if self._reusable(current, ending):
+                self._spare = current
+            else:
+                exitcode = _stop(current, ending=ending.how)
+                if self._spare is None:
+                    self._spare = self._start_job_process()  # warms up before the next job
         kind, message = _classify(ending, exitcode, time_limit, memory_limit)
         return JobOutcome(
             kind=kind,
@@ -250,18 +279,34 @@ class JobRunner:
             exitcode=exitcode,
         )
 
-    def _hand_over(self, message: bytes) -> _JobProcess:
-        """Send the pickled job to the spare; to a fresh job process if the spare has died."""
+    def _hand_over(self, message: bytes, memory_limit: int | None) -> _JobProcess:
+        """Send the pickled job to the spare; to a fresh job process if the spare cannot take it.
+
+        A spare that has died while idle (OOM killer, by hand) cannot; nor can
+        a used one whose address-space limit is not this job's.
+        """
         spare, self._spare = self._spare, None
         if spare is not None:
-            with suppress(OSError):  # a spare may die while idle (OOM killer, by hand)
-                if spare.process.is_alive():
+            with suppress(OSError):
+                if spare.process.is_alive() and (
+                    spare.served == 0 or spare.memory_limit == memory_limit
+                ):
                     spare.jobs.send_bytes(message)
-                    return spare
+                    return _served(spare, memory_limit)
             _stop(spare, ending="died")
         fresh = self._start_job_process()
         fresh.jobs.send_bytes(message)
-        return fresh
+        return _served(fresh, memory_limit)
+
+    def _reusable(self, current: _JobProcess, ending: _Ending) -> bool:
+        """Whether the process that ran a job may run the next one."""
+        finished = ending.finished
+        return (
+            finished is not None
+            and finished.reusable
+            and finished.grown <= self._memory_growth
+            and current.served < self._jobs_per_process
+        )
 
     def _start_job_process(self) -> _JobProcess:
         """Start a job process; it warms up, says Ready and waits for its job."""
@@ -282,6 +327,13 @@ class JobRunner:
             jobs_reader.close()
             reports_writer.close()
         return _JobProcess(process, jobs, reports)
+
+
+def _served(current: _JobProcess, memory_limit: int | None) -> _JobProcess:
+    """`current`, counting the job just handed to it and the limit it now has."""
+    current.served += 1
+    current.memory_limit = memory_limit
+    return current
 
 
 def _pickled(message: object) -> bytes:

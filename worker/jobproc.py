@@ -11,13 +11,16 @@ is done while the worker is busy elsewhere:
    never leaves a hanging job behind (the forkserver cannot do it: every job
    process holds the forkserver's "alive" pipe open, so it outlives the worker).
 3. The algorithm registry is built (entry points scanned, plugins imported),
-   then the child says `Ready` and waits for its one job.
+   the process's global state is recorded (`worker.jobstate.take`), then the
+   child says `Ready` and waits for a job.
 
-With the job come the limits: `RLIMIT_AS` caps the address space (the memory
+With each job come the limits: `RLIMIT_AS` caps the address space (the memory
 limit) and `RLIMIT_CORE` 0 stops a crashing algorithm from writing a core file.
 The child sends `Started` (for phase timings), runs the algorithm on the
-dataset the job brings, built, and sends `Finished` (the result, or why it
-failed), then exits at once.
+dataset the job brings, built, puts the global state back, and sends
+`Finished` (the result, or why it failed, and whether the process is fit for
+another job). Then it waits for the next job, or exits at once when it is not
+fit, or when the runner closes its end of the pipe: the runner decides.
 Exception objects never cross the pipe, only strings: an algorithm's
 exception may not pickle.
 
@@ -36,7 +39,7 @@ import time
 import traceback
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from multiprocessing import parent_process
 from multiprocessing.connection import Connection, wait
 from typing import Any, Literal, NoReturn
@@ -45,6 +48,7 @@ from algorithms.catalog import default_registry
 from algorithms.dataset import Dataset
 from algorithms.errors import AlgorithmError
 from algorithms.run import JobResult, run_algorithm
+from worker import jobstate
 from worker.sdnotify import NOTIFY_ENV_VARS
 from worker.threads import THREAD_VARIABLES
 
@@ -98,19 +102,21 @@ class Ready:
 
 @dataclass(frozen=True)
 class Started:
-    """Second message: the job (its dataset unpickled) arrived at `at`; the run begins."""
+    """A job's first message: the job (its dataset unpickled) arrived at `at`; the run begins."""
 
     at: float
 
 
 @dataclass(frozen=True)
 class Finished:
-    """Last message: how the job ended, a student-readable message, and the result."""
+    """A job's last message: how it ended, a student-readable message, and the result."""
 
     kind: ReportKind
     message: str
     result: JobResult | None
     finished: float
+    reusable: bool = False  # the job ended cleanly and the global state is as it was
+    grown: int = 0  # bytes the process's peak memory (RSS or address space) grew since Ready
 
 
 @contextmanager
@@ -141,22 +147,36 @@ def _set_environment(values: Mapping[str, str | None]) -> None:
 
 
 def main(jobs: Connection, reports: Connection) -> NoReturn:
-    """Warm up, wait for one `(JobSpec, memory_limit)` on `jobs`, run it; never returns."""
+    """Warm up, then run each `(JobSpec, memory_limit)` from `jobs` until told to stop."""
     os.setsid()
     _die_with_parent()
     with suppress(Exception):  # a broken registry fails the job instead, with its message
         default_registry()
+    state = jobstate.take()
+    ready_peak = _memory_peak()
     reports.send(Ready(forkserver=os.getppid()))
-    try:
-        job, memory_limit = jobs.recv()
-    except EOFError:  # the runner closed: no job for this spare
-        os._exit(0)
-    except Exception as exc:  # a job that pickled but does not unpickle here: fail it, say why
-        message = f"the job process could not read the job: {last_line(exc)}"
-        _report(reports, Finished("exception", message, None, time.monotonic()))
-    started = time.monotonic()
-    _limit_resources(memory_limit)
-    _report(reports, _run(job, reports, started))
+    while True:
+        try:
+            job, memory_limit = jobs.recv()
+        except EOFError:  # the runner closed: no (more) jobs for this process
+            os._exit(0)
+        except Exception as exc:  # a job that pickled but does not unpickle here: fail it, say why
+            message = f"the job process could not read the job: {last_line(exc)}"
+            _report(reports, Finished("exception", message, None, time.monotonic()))
+        started = time.monotonic()
+        _limit_resources(memory_limit)
+        address_space = resource.getrlimit(resource.RLIMIT_AS)
+        finished = _run(job, reports, started)
+        reusable = (
+            finished.kind in ("success", "error")
+            and jobstate.restore(state)
+            and resource.getrlimit(resource.RLIMIT_AS) == address_space
+        )
+        finished = replace(finished, reusable=reusable, grown=_memory_peak() - ready_peak)
+        if not reusable:
+            _report(reports, finished)
+        _send(reports, finished)
+        del job, finished  # an idle process holds no dataset or result
 
 
 def _run(job: JobSpec, reports: Connection, started: float) -> Finished:
@@ -191,18 +211,35 @@ def _report(reports: Connection, finished: Finished) -> NoReturn:
 
     Output is flushed first: the parent kills the process group once it has the report.
     """
-    code = 0
+    _send(reports, finished)
+    os._exit(0)
+
+
+def _send(reports: Connection, finished: Finished) -> None:
+    """Send a job's report; leave at once if it cannot be sent (the parent sees the exit status)."""
     sys.stdout.flush()
     sys.stderr.flush()
     try:
         reports.send(finished)
     except MemoryError:
-        code = EXIT_NO_MEMORY
+        os._exit(EXIT_NO_MEMORY)
     except BaseException:
         traceback.print_exc()
         sys.stderr.flush()
-        code = 1
-    os._exit(code)
+        os._exit(1)
+
+
+def _memory_peak() -> int:
+    """This process's peak RSS plus its peak address space (`VmHWM` + `VmPeak`), in bytes.
+
+    Both only grow, so the sum's growth since `Ready` is at least what either grew.
+    """
+    peaks = 0
+    with suppress(OSError, ValueError, IndexError), open("/proc/self/status", "rb") as status:
+        for line in status:
+            if line.startswith((b"VmPeak:", b"VmHWM:")):
+                peaks += int(line.split()[1]) * 1024
+    return peaks
 
 
 def _limit_resources(memory_limit: int | None) -> None:

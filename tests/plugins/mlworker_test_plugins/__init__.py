@@ -156,3 +156,87 @@ class EnvClassifier(DummyClassifier):
     def fit(self, X: Any, y: Any, sample_weight: Any = None) -> EnvClassifier:
         _record("env", {"environ": dict(os.environ), "pid": os.getpid(), "pgid": os.getpgrp()})
         return super().fit(X, y, sample_weight)
+
+
+def process_state() -> dict[str, Any]:
+    """The process-wide state a job could change, as JSON: what ``test_state`` records."""
+    import random
+    import warnings
+
+    import matplotlib
+    import numpy as np
+    import sklearn
+
+    return {
+        "sklearn": repr(sorted(sklearn.get_config().items())),
+        "numpy_errors": np.geterr(),
+        "warnings": repr(warnings.filters),
+        "rc_params": repr(sorted(matplotlib.rcParams.items())),
+        "numpy_draw": float(np.random.random()),
+        "python_draw": random.random(),
+        "cwd": os.getcwd(),
+        "meddled": os.environ.get("MLWORKER_TEST_MEDDLED"),
+    }
+
+
+class StateClassifier(DummyClassifier):
+    """test_state: records ``state.json`` ({"pid", "state": `process_state()`}), then fits."""
+
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> StateClassifier:
+        _record("state", {"pid": os.getpid(), "state": process_state()})
+        return super().fit(X, y, sample_weight)
+
+
+class MeddlesClassifier(DummyClassifier):
+    """test_meddles: changes every piece of `process_state()` (and leaves a figure open), fits.
+
+    Records ``meddles.json`` ({"pid", "state"}) with the state as it left it.
+    """
+
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> MeddlesClassifier:
+        import random
+        import warnings
+
+        import matplotlib
+        import matplotlib.pyplot as plt
+        import numpy as np
+        import sklearn
+
+        sklearn.set_config(assume_finite=True, print_changed_only=False)
+        np.seterr(all="raise")
+        warnings.simplefilter("error")
+        matplotlib.rcParams["lines.linewidth"] = 9.0
+        matplotlib.rcParams["font.size"] = 30.0
+        matplotlib.rcParams["axes.facecolor"] = "red"
+        plt.figure()
+        np.random.seed(1)
+        random.seed(1)
+        os.chdir("/")
+        os.environ["MLWORKER_TEST_MEDDLED"] = "yes"
+        _record("meddles", {"pid": os.getpid(), "state": process_state()})
+        return super().fit(X, y, sample_weight)
+
+
+class LeavesThreadClassifier(DummyClassifier):
+    """test_leaves_thread: starts a thread that outlives the job, then fits normally."""
+
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> LeavesThreadClassifier:
+        import threading
+
+        threading.Thread(target=_sleep_forever, daemon=True).start()
+        return super().fit(X, y, sample_weight)
+
+
+_HOARD: list[bytearray] = []
+
+
+class HoardsClassifier(DummyClassifier):
+    """test_hoards: keeps ``mib`` MiB (touched) in a module global after the job, then fits."""
+
+    def __init__(self, *, mib: int = 200, strategy: str = "prior") -> None:
+        super().__init__(strategy=strategy)
+        self.mib = mib
+
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> HoardsClassifier:
+        _HOARD.append(bytearray(b"x" * (self.mib * _MIB)))
+        return super().fit(X, y, sample_weight)
