@@ -153,7 +153,11 @@ def test_refused_login_stops_the_supervisor_with_78(server: RunningServer, tmp_p
 def test_a_worker_refused_its_first_claim_stops_the_supervisor_with_78(
     server: RunningServer, tmp_path: Path
 ) -> None:
-    """Workers without admin rights exit 78; the supervisor stops with 78, respawning none."""
+    """Workers without admin rights exit 78; the supervisor stops with 78, respawning none.
+
+    The first refusal stops the others: one still logging in then is cut short by the
+    stop signal and exits 0, so only the first exit status is certain to be 78.
+    """
     with start_worker(
         tmp_path,
         server.url,
@@ -162,7 +166,10 @@ def test_a_worker_refused_its_first_claim_stops_the_supervisor_with_78(
     ) as supervisor:
         assert supervisor.wait(STARTUP) == 78
     assert len(supervisor.events("worker started")) == 2
-    assert [line["exit_status"] for line in supervisor.events("worker exited")] == [78, 78]
+    statuses = [line["exit_status"] for line in supervisor.events("worker exited")]
+    assert len(statuses) == 2
+    assert statuses[0] == 78
+    assert set(statuses) <= {0, 78}
 
 
 def test_workers_stop_by_themselves_when_the_supervisor_is_killed(
