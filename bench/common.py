@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 
 from worker.api import API
 from worker.reference_server import ReferenceServer, clean_environment
+from worker.threads import THREAD_VARIABLES
 
 T = TypeVar("T")
 BIN = Path(sys.executable).parent
@@ -38,6 +39,15 @@ ADMIN = "bench-worker"
 ADMIN_PASSWORD = "bench-Pw-4t7"  # noqa: S105 - the throw-away account of a throw-away server
 START_DEADLINE = 60.0
 TICK = os.sysconf("SC_CLK_TCK")  # /proc CPU times count these per second
+
+
+def one_blas_thread() -> None:
+    """What job processes get: one BLAS/OpenMP thread and Agg; call it before numpy loads."""
+    if "numpy" in sys.modules:
+        raise RuntimeError("numpy was imported before the thread variables were set")
+    for name in THREAD_VARIABLES:
+        os.environ[name] = "1"
+    os.environ["MPLBACKEND"] = "Agg"
 
 
 def write_dataset(path: Path, points: int, *, seed: int = 0) -> Path:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import os
 import statistics
 import sys
 import tempfile
@@ -23,16 +22,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from common import machine, ms, proc_stat, write_dataset
-
-from worker.threads import THREAD_VARIABLES
-
-
-def _one_thread() -> None:
-    """One BLAS/OpenMP thread here too, before numpy loads (the job processes have one)."""
-    for name in THREAD_VARIABLES:
-        os.environ[name] = "1"
-    os.environ["MPLBACKEND"] = "Agg"
+from common import machine, ms, one_blas_thread, proc_stat, write_dataset
 
 
 def measure(jobs_per_process: int, jobs: int, job: object) -> tuple[list[float], float]:
@@ -74,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--algorithm", default="naive_bayes", help="a cheap classifier")
     parser.add_argument("--pictures", action="store_true", help="draw the pictures too")
     args = parser.parse_args(argv)
-    _one_thread()
+    one_blas_thread()
     from algorithms.dataset import Dataset
     from worker.execute import DEFAULT_JOBS_PER_PROCESS, JobSpec
 

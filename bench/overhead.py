@@ -48,7 +48,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import os
 import re
 import statistics
 import subprocess
@@ -69,6 +68,7 @@ from common import (
     events,
     machine,
     ms,
+    one_blas_thread,
     own_cpu,
     percentile,
     start_worker,
@@ -367,15 +367,6 @@ def report(numbers: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _one_thread() -> None:
-    """What job processes get: one BLAS/OpenMP thread, Agg; before numpy loads here."""
-    if "numpy" in sys.modules:
-        raise RuntimeError("numpy was imported before the thread variables were set")
-    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[name] = "1"
-    os.environ["MPLBACKEND"] = "Agg"
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=50, help="jobs of the timed burst (50)")
@@ -395,7 +386,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.jobs < 3 or args.baseline_runs < 2:
         raise SystemExit("--jobs must be at least 3 and --baseline-runs at least 2")
-    _one_thread()
+    one_blas_thread()
     with tempfile.TemporaryDirectory(prefix="mlworker-bench-") as tmp:
         root = Path(tmp)
         csv = write_dataset(root / "points.csv", args.points)

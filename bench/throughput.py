@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import sys
 import tempfile
@@ -41,7 +40,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-from common import BenchServer, events, machine, start_worker, stop, timestamp
+from common import BenchServer, events, machine, one_blas_thread, start_worker, stop, timestamp
 
 WORKER_DEADLINE = 600.0
 FAST_POLLS = ("--poll-min", "0.05", "--poll-max", "0.2")
@@ -268,15 +267,6 @@ def report(sides: Sequence[Side], jobs: list[Job], datasets: dict[str, Any], loa
     return "\n".join(lines)
 
 
-def _one_thread() -> None:
-    """What job processes get: one BLAS/OpenMP thread, Agg; before numpy loads here."""
-    if "numpy" in sys.modules:
-        raise RuntimeError("numpy was imported before the thread variables were set")
-    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[name] = "1"
-    os.environ["MPLBACKEND"] = "Agg"
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the stream three ways and print the report."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -285,7 +275,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--results", type=Path, metavar="FILE", help="also write labels and scores (seed 0) here"
     )
     args = parser.parse_args(argv)
-    _one_thread()
+    one_blas_thread()
     from algorithms.dataset import Dataset
 
     load = Path("/proc/loadavg").read_text().strip()
