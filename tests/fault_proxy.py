@@ -35,7 +35,10 @@ import http.client
 import json
 import random
 import re
+import select
+import socket
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -86,6 +89,9 @@ class _Answer:
     status: int
     headers: list[tuple[str, str]]
     body: bytes
+
+
+HUNG_UP = _Answer(499, [], b"")  # the client closed its connection while the server held it
 
 
 class FaultProxy(LoopbackHTTP):
@@ -175,9 +181,19 @@ class FaultProxy(LoopbackHTTP):
             return AFTER_KINDS[self._next_after % len(AFTER_KINDS)]
 
     def _forward(
-        self, method: str, target: str, headers: list[tuple[str, str]], body: bytes
+        self,
+        method: str,
+        target: str,
+        headers: list[tuple[str, str]],
+        body: bytes,
+        client: socket.socket,
     ) -> _Answer | None:
-        """The server's answer, or None when it cannot be reached."""
+        """The server's answer, None when it cannot be reached, HUNG_UP when the client left.
+
+        While the server holds the request (a long poll), a client that hangs up makes
+        the proxy hang up on the server too, as nginx does: the server must see the
+        poll dropped, not hand a job to a connection nobody reads.
+        """
         connection = http.client.HTTPConnection(*self.upstream, timeout=UPSTREAM_TIMEOUT)
         try:
             connection.putrequest(method, target, skip_host=True, skip_accept_encoding=True)
@@ -186,6 +202,8 @@ class FaultProxy(LoopbackHTTP):
                     connection.putheader(name, value)
             connection.putheader("Content-Length", str(len(body)))
             connection.endheaders(body)
+            if not _answered_before_hang_up(connection, client):
+                return HUNG_UP
             response = connection.getresponse()
             relayed = [(k, v) for k, v in response.getheaders() if k.lower() not in HOP_BY_HOP]
             return _Answer(response.status, relayed, response.read())
@@ -193,6 +211,19 @@ class FaultProxy(LoopbackHTTP):
             return None
         finally:
             connection.close()
+
+
+def _answered_before_hang_up(connection: http.client.HTTPConnection, client: socket.socket) -> bool:
+    """Wait for the server's answer; False as soon as the client closes its connection."""
+    upstream = connection.sock
+    end = time.monotonic() + UPSTREAM_TIMEOUT
+    while time.monotonic() < end:
+        readable, _, _ = select.select([upstream, client], [], [], 0.5)
+        if upstream in readable:
+            return True
+        if client in readable:  # a hang-up, or the client's next request: stop watching
+            return bool(client.recv(1, socket.MSG_PEEK))
+    return True  # getresponse() then times out as before
 
 
 class _Server(ThreadingHTTPServer):
@@ -256,7 +287,13 @@ class _Handler(BaseHTTPRequestHandler):
         if proxy.seed_only and path == CLAIM:
             kept = [field for field in parse_qsl(body.decode()) if field[0] not in V1_LESS_FIELDS]
             body = urlencode(kept).encode()
-        answer = proxy._forward(self.command, self.path, list(self.headers.items()), body)
+        answer = proxy._forward(
+            self.command, self.path, list(self.headers.items()), body, self.connection
+        )
+        if answer is HUNG_UP:  # nobody to answer; the server saw the hang-up too
+            self.close_connection = True
+            proxy._record(Exchange(self.command, path, None, True, None, None))
+            return
         if answer is not None and proxy.seed_only:
             answer = _as_v1(path, answer)
         if answer is None:  # the server is down: what a gateway says
