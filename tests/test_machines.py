@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -41,10 +42,15 @@ class TimedProxy(FaultProxy):
         self.timings: list[tuple[str, float]] = []  # (path, seconds), appends are atomic
 
     def _forward(
-        self, method: str, target: str, headers: list[tuple[str, str]], body: bytes
+        self,
+        method: str,
+        target: str,
+        headers: list[tuple[str, str]],
+        body: bytes,
+        client: socket.socket,
     ) -> _Answer | None:
         started = time.monotonic()
-        answer = super()._forward(method, target, headers, body)
+        answer = super()._forward(method, target, headers, body, client)
         self.timings.append((target.split("?")[0], time.monotonic() - started))
         return answer
 
