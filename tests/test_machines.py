@@ -178,7 +178,8 @@ def test_three_machines_do_every_job_once_though_one_is_killed_mid_run(
     for machine in machines:
         assert spooled(machine.directory) == 0, f"{machine.name} left results in its spool"
         assert set(machine.downloads().values()) <= {1}, f"{machine.name}: {machine.downloads()}"
-        answers = [e.upstream_status for e in machine.proxy.exchanges()]
+        # Requests whose client left (the killed machine's held polls) have no answer.
+        answers = [e.upstream_status for e in machine.proxy.exchanges() if e.status is not None]
         assert not [status for status in answers if status is None or status >= 500]
         workers = {rows[job]["worker"] for job in jobs if machine.name in rows[job]["worker"]}
         assert workers <= {f"{machine.name}-0", f"{machine.name}-1"}
