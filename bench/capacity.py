@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import os
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -32,6 +31,7 @@ from common import (
     machine,
     ms,
     percentile,
+    report_in_tmp,
     wait_for,
     write_dataset,
 )
@@ -195,10 +195,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark and print its report."""
-    args = _parser().parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="mlworker-bench-") as tmp:
-        print(measure(args, Path(tmp)))
-    return 0
+    return report_in_tmp(measure, _parser().parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -39,6 +40,13 @@ ADMIN = "bench-worker"
 ADMIN_PASSWORD = "bench-Pw-4t7"  # noqa: S105 - the throw-away account of a throw-away server
 START_DEADLINE = 60.0
 TICK = os.sysconf("SC_CLK_TCK")  # /proc CPU times count these per second
+
+
+def report_in_tmp(measure: Callable[[Any, Path], str], args: Any) -> int:
+    """Run ``measure(args, tmp)`` in a temporary directory of its own and print its report."""
+    with tempfile.TemporaryDirectory(prefix="mlworker-bench-") as tmp:
+        print(measure(args, Path(tmp)))
+    return 0
 
 
 def one_blas_thread() -> None:

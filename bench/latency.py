@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import random
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from common import (
     events,
     machine,
     percentile,
+    report_in_tmp,
     start_worker,
     stop,
     wait_for,
@@ -152,10 +152,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark and print its report."""
-    args = _parser().parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="mlworker-bench-") as tmp:
-        print(measure(args, Path(tmp)))
-    return 0
+    return report_in_tmp(measure, _parser().parse_args(argv))
 
 
 if __name__ == "__main__":
