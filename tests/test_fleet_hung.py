@@ -31,6 +31,8 @@ from worker.lifecycle import Shutdown
 from worker.sdnotify import Notifier
 from worker.supervisor import Slot, Supervisor, silent
 
+pytestmark = pytest.mark.slow  # a real server and a supervised fleet of workers
+
 LEASE = 20  # seconds: the time limit of the hung worker's job (no lease grace)
 # seconds: --worker-timeout. Not the least allowed (10): on a loaded machine a healthy
 # worker waiting for its next job process can be silent for 10 s.

@@ -13,6 +13,8 @@ from server_helpers import png_bytes, result_fields, running_job
 from worker.api import API
 from worker.errors import APIError, InvalidInputError, NotFoundError
 
+pytestmark = pytest.mark.slow  # a real server process per module
+
 SUBMIT_CASES = [
     ({"algorithm": None}, 400, "algorithm"),
     ({"algorithm": "KNN"}, 400, "algorithm"),

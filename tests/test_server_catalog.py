@@ -15,6 +15,8 @@ from worker.errors import (
     PermissionDeniedError,
 )
 
+pytestmark = pytest.mark.slow  # a real server process per module
+
 
 def test_login_answers_success_and_a_session(demo_server: RunningServer) -> None:
     """A good login answers {"success": true} and the session cookie works for calls."""

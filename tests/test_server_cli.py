@@ -15,6 +15,8 @@ from conftest import RunningServer, server_command, server_env
 
 from worker.errors import AuthenticationError, PermissionDeniedError
 
+pytestmark = pytest.mark.slow  # a real server process, and its command line
+
 
 @pytest.fixture(scope="module")
 def server(start_server: Callable[..., RunningServer]) -> RunningServer:

@@ -13,6 +13,8 @@ from algorithms.run import run_algorithm
 from worker.api import API
 from worker.errors import NotFoundError, PermissionDeniedError
 
+pytestmark = pytest.mark.slow  # a real server process per module
+
 DATASETS = {
     "iris": "classification",
     "wine": "classification",

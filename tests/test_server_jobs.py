@@ -11,6 +11,8 @@ from server_helpers import dataset_id, png_bytes, result_fields, running_job, wr
 from worker.api import API
 from worker.errors import ConflictError, NotFoundError, PermissionDeniedError
 
+pytestmark = pytest.mark.slow  # a real server process per module
+
 
 def test_submitted_job_has_server_seed_and_defaults(admin: API, student: API, iris: int) -> None:
     """A submitted job is pending with its params, a server seed and the default time limit."""
