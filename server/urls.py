@@ -42,6 +42,7 @@ urlpatterns = [
     path("jobs/<id:job_id>/", jobs.details, name="job-details"),
     path("jobs/<id:job_id>/result/", jobs.result, name="job-result"),
     path("jobs/<id:job_id>/update/", results.update, name="job-update"),
+    path("jobs/<id:job_id>/finish/", results.finish, name="job-finish"),
     path("jobs/<id:job_id>/pictures/", results.add_picture, name="job-pictures"),
     path("media/<path:path>", files.media, name="media"),
     path("static/<path:path>", files.static_file, name="static"),

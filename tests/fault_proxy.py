@@ -14,9 +14,10 @@ worker meets in the field instead of forwarding:
 
 Which requests are faulted is random (seeded); the kinds are dealt round-robin,
 so that every kind is injected once there have been as many faults as kinds.
-With ``after_rate``, a fraction of the result uploads (``jobs/<id>/update/`` and
-``jobs/<id>/pictures/``) is forwarded and then answered ``502`` or dropped: the
-server has the result, the worker never hears so, and must send it again.
+With ``after_rate``, a fraction of the result uploads (``jobs/<id>/update/``,
+``jobs/<id>/finish/`` and ``jobs/<id>/pictures/``) is forwarded and then answered
+``502`` or dropped: the server has the result, the worker never hears so, and must
+send it again.
 Faults are never injected after forwarding a claim (``jobs/request/``): the
 protocol cannot recover that job before its lease ends.
 
@@ -26,7 +27,8 @@ the server really saw a request, e.g. the dataset downloads.
 With ``seed_only`` set, the proxy makes the server look like one that speaks
 only the protocol's v1 calls: it drops the fields of the additions from claims
 (``wait``, ``details``) and their traces from answers (``X-Long-Poll``, a
-claim's ``details``, the details' ``dataset_info``).
+claim's ``details``, the details' ``dataset_info``), and answers ``jobs/<id>/finish/``
+``404`` without forwarding it, as a server that does not know the address would.
 """
 
 from __future__ import annotations
@@ -64,11 +66,14 @@ HOP_BY_HOP = frozenset(
         "server",
     }
 )
-RESULT_UPLOAD = re.compile(r"/jobs/\d+/(update|pictures)/")
+RESULT_UPLOAD = re.compile(r"/jobs/\d+/(update|finish|pictures)/")
+RESULT = r"/jobs/\d+/(?:update|finish)/"  # a result's delivery: v1's update, or a finish
+FINISH = re.compile(r"/jobs/\d+/finish/")
 CLAIM = "/jobs/request/"
 JOB_DETAILS = re.compile(r"/jobs/\d+/")
 V1_LESS_FIELDS = frozenset({"wait", "details"})
 V1_LESS_KEYS = ("details", "dataset_info")
+NO_SUCH_ADDRESS = b'{"error": "no such address"}'
 UPSTREAM_TIMEOUT = 120.0
 
 
@@ -152,6 +157,11 @@ class FaultProxy(LoopbackHTTP):
             for e in self.exchanges()
             if e.forwarded and e.method == method and regex.fullmatch(e.path)
         ]
+
+    def results(self, job: int | None = None) -> list[Exchange]:
+        """The result deliveries (``update/`` or ``finish/``) the server received, of one job."""
+        pattern = RESULT if job is None else RESULT.replace(r"\d+", str(job))
+        return self.received("POST", pattern)
 
     def _record(self, exchange: Exchange) -> None:
         with self._lock:
@@ -283,6 +293,10 @@ class _Handler(BaseHTTPRequestHandler):
         fault = proxy._fault_before(path)
         if fault is not None:
             self._answer_fault(fault, path, forwarded=False, upstream_status=None)
+            return
+        if proxy.seed_only and FINISH.fullmatch(path):
+            self._send(_Answer(404, [("Content-Type", "application/json")], NO_SUCH_ADDRESS))
+            proxy._record(Exchange(self.command, path, None, False, None, 404))
             return
         if proxy.seed_only and path == CLAIM:
             kept = [field for field in parse_qsl(body.decode()) if field[0] not in V1_LESS_FIELDS]

@@ -57,7 +57,8 @@ class Seen:
     headers: dict[str, str]  # keys in lower case
     cookies: dict[str, str]
     form: dict[str, str]
-    files: dict[str, tuple[str, bytes]]  # field -> (filename, content)
+    files: dict[str, tuple[str, bytes]]  # field -> (filename, content) of its last file
+    uploads: list[tuple[str, str, bytes]]  # every file in order: (field, filename, content)
     at: float  # time.monotonic() on arrival
 
 
@@ -190,14 +191,15 @@ def _handler_for(server: FaultServer) -> type[BaseHTTPRequestHandler]:
             if not path.startswith(server.prefix):
                 return None
             cookies = {k: m.value for k, m in SimpleCookie(self.headers.get("Cookie", "")).items()}
-            form, files = _parse_body(self.headers.get("Content-Type", ""), body)
+            form, uploads = _parse_body(self.headers.get("Content-Type", ""), body)
             return Seen(
                 method=self.command,
                 path="/" + path[len(server.prefix) :],
                 headers={k.lower(): v for k, v in self.headers.items()},
                 cookies=cookies,
                 form=form,
-                files=files,
+                files={field: (name, content) for field, name, content in uploads},
+                uploads=uploads,
                 at=time.monotonic(),
             )
 
@@ -240,23 +242,23 @@ def _handler_for(server: FaultServer) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-Files = dict[str, tuple[str, bytes]]
+Uploads = list[tuple[str, str, bytes]]
 
 
 def _encoded(body: Any) -> bytes:
     return (body if isinstance(body, str) else json.dumps(body)).encode()
 
 
-def _parse_body(content_type: str, body: bytes) -> tuple[dict[str, str], Files]:
-    """Form fields and uploaded files of a urlencoded or multipart body."""
+def _parse_body(content_type: str, body: bytes) -> tuple[dict[str, str], Uploads]:
+    """Form fields and uploaded files (in order) of a urlencoded or multipart body."""
     if content_type.startswith("application/x-www-form-urlencoded"):
-        return dict(parse_qsl(body.decode(), keep_blank_values=True)), {}
+        return dict(parse_qsl(body.decode(), keep_blank_values=True)), []
     if not content_type.startswith("multipart/form-data"):
-        return {}, {}
+        return {}, []
     head = f"Content-Type: {content_type}\r\n\r\n".encode()
     message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + body)
     form: dict[str, str] = {}
-    files: Files = {}
+    uploads: Uploads = []
     for part in message.iter_parts():
         name = part.get_param("name", header="content-disposition")
         payload = part.get_payload(decode=True)
@@ -266,5 +268,5 @@ def _parse_body(content_type: str, body: bytes) -> tuple[dict[str, str], Files]:
         if filename is None:
             form[name] = payload.decode()
         else:
-            files[name] = (filename, payload)
-    return form, files
+            uploads.append((name, filename, payload))
+    return form, uploads

@@ -109,10 +109,12 @@ def test_every_post_carries_the_current_csrf_token(
     api.join_round(2)
     api.submit_job("knn", 1)
     api.request_job()
-    api.update_job_details(3, 0.5, 0.5, [1], [1], [1], pictures=[picture])
+    api.add_job_picture(3, picture)
+    api.update_job_details(3, 0.5, 0.5, [1], [1], [1], pictures=[picture])  # finish/
+    api.update_job_details(3, 0.5, 0.5, [1], [1], [1])  # update/
     api.logout()
     posts = server.calls("POST")
-    assert len(posts) == 8
+    assert len(posts) == 9
     for seen in posts:
         assert seen.headers["x-csrftoken"] == seen.cookies["csrftoken"], seen.path
 
@@ -473,37 +475,96 @@ def test_nan_is_refused_before_anything_is_sent(
     assert len(server.calls()) == before
 
 
-def test_update_uploads_pictures_then_posts_the_update(
-    server: FaultServer, api: API, tmp_path: Path
-) -> None:
-    """Pictures go first as multipart uploads, then the update's fields without None ones."""
+UPDATE_FORM = {
+    "score_test": "0.9",
+    "score_validation": "0.8",
+    "labels_training": "[0, 1]",
+    "labels_test": '["a"]',
+    "labels_validation": "[2.5]",
+    "extra_scores_test": '{"f1": 0.7}',
+    "message": "ok",
+    "success": "true",
+}
+NO_SUCH_ADDRESS = Reply(404, {"error": "no such address: /jobs/5/finish/"})
+
+
+def _two_pictures(tmp_path: Path) -> list[Path]:
     pictures = [tmp_path / "a.png", tmp_path / "b.png"]
     for index, path in enumerate(pictures):
         path.write_bytes(PNG + bytes([index]))
-    server.answer("POST", "/jobs/5/pictures/", Reply(201, {"success": True}))
-    answer = api.update_job_details(
+    return pictures
+
+
+def _update_with(api: API, pictures: list[Any]) -> dict[str, Any]:
+    return api.update_job_details(
         5, 0.9, 0.8, [0, 1], ["a"], [2.5], {"f1": 0.7}, message="ok", pictures=pictures
     )
-    assert answer == {"success": True}
-    start = server.sequence().index("POST /jobs/5/pictures/")
-    assert server.sequence()[start:] == ["POST /jobs/5/pictures/"] * 2 + ["POST /jobs/5/update/"]
+
+
+def test_pictures_travel_with_the_result_in_one_request(
+    server: FaultServer, api: API, tmp_path: Path
+) -> None:
+    """A server offering ``finish/`` gets the fields and every picture in one multipart POST."""
+    before = len(server.calls())
+    assert _update_with(api, [*_two_pictures(tmp_path), ("c.png", PNG)]) == {"success": True}
+    assert server.sequence()[before:] == ["POST /jobs/5/finish/"]
+    (finish,) = server.calls("POST", "/jobs/5/finish/")
+    assert finish.form == UPDATE_FORM
+    assert finish.uploads == [
+        ("picture", "a.png", PNG + b"\x00"),
+        ("picture", "b.png", PNG + b"\x01"),
+        ("picture", "c.png", PNG),
+    ]
+
+
+def test_a_server_without_finish_gets_the_v1_calls_and_is_asked_again_an_hour_later(
+    server: FaultServer, api: API, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """404 on ``finish/``: pictures one by one, then the update; then v1 straight away."""
+    pictures = _two_pictures(tmp_path)
+    server.answer("POST", "/jobs/5/finish/", NO_SUCH_ADDRESS)
+    server.answer("POST", "/jobs/5/pictures/", Reply(201, {"success": True}))
+    before = len(server.calls())
+    assert _update_with(api, pictures) == {"success": True}
+    v1 = ["POST /jobs/5/pictures/"] * 2 + ["POST /jobs/5/update/"]
+    assert server.sequence()[before:] == ["POST /jobs/5/finish/", *v1]
     uploads = server.calls("POST", "/jobs/5/pictures/")
     assert [seen.files["picture"] for seen in uploads] == [
         ("a.png", PNG + b"\x00"),
         ("b.png", PNG + b"\x01"),
     ]
     assert all(s.headers["content-type"].startswith("multipart/form-data") for s in uploads)
-    (update,) = server.calls("POST", "/jobs/5/update/")
-    assert update.form == {
-        "score_test": "0.9",
-        "score_validation": "0.8",
-        "labels_training": "[0, 1]",
-        "labels_test": '["a"]',
-        "labels_validation": "[2.5]",
-        "extra_scores_test": '{"f1": 0.7}',
-        "message": "ok",
-        "success": "true",
-    }
+    assert server.calls("POST", "/jobs/5/update/")[0].form == UPDATE_FORM
+    before = len(server.calls())
+    _update_with(api, pictures)
+    assert server.sequence()[before:] == v1
+    monkeypatch.setattr("worker.api.FINISH_ASK_AGAIN", 0.0)  # the hour has passed
+    before = len(server.calls())
+    _update_with(api, pictures)
+    assert server.sequence()[before:] == ["POST /jobs/5/finish/", *v1]
+
+
+def test_a_finish_for_an_unknown_job_is_not_taken_for_an_old_server(
+    server: FaultServer, api: API
+) -> None:
+    """404 on ``finish/`` and on the v1 calls: NotFoundError, and ``finish/`` is still used."""
+    server.answer("POST", "/jobs/5/finish/", Reply(404, {"error": "no job with id 5"}))
+    server.answer("POST", "/jobs/5/pictures/", Reply(404, {"error": "no job with id 5"}))
+    with pytest.raises(NotFoundError):
+        _update_with(api, [("a.png", PNG)])
+    before = len(server.calls())
+    with pytest.raises(NotFoundError):
+        _update_with(api, [("a.png", PNG)])
+    assert server.sequence()[before] == "POST /jobs/5/finish/"
+
+
+def test_a_refused_picture_in_a_finish_still_counts_the_result(
+    server: FaultServer, api: API
+) -> None:
+    """``finish/`` names a picture it refused: the result was taken, and the answer says so."""
+    refused = [{"name": "a.png", "error": "invalid picture: the file is not a PNG image"}]
+    server.answer("POST", "/jobs/5/finish/", Reply(body={"success": True, "refused": refused}))
+    assert _update_with(api, [("a.png", b"GIF89a")]) == {"success": True}
 
 
 def test_failure_update_sends_only_given_fields(server: FaultServer, api: API) -> None:
@@ -516,9 +577,10 @@ def test_failure_update_sends_only_given_fields(server: FaultServer, api: API) -
 def test_conflict_on_a_picture_still_sends_the_update(
     server: FaultServer, api: API, tmp_path: Path
 ) -> None:
-    """A 409 on a picture upload is skipped; the update is sent and its answer returned."""
+    """A 409 on a v1 picture upload is skipped; the update is sent and its answer returned."""
     picture = tmp_path / "p.png"
     picture.write_bytes(PNG)
+    server.answer("POST", "/jobs/5/finish/", NO_SUCH_ADDRESS)
     server.fault("POST", "/jobs/5/pictures/", Reply(409, {"error": "job 5 is not running"}))
     server.answer("POST", "/jobs/5/update/", Reply(body={"success": True, "duplicate": True}))
     answer = api.update_job_details(5, 0.9, 0.8, [0], [1], [1], pictures=[picture])

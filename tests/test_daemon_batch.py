@@ -98,9 +98,9 @@ def test_burst_exits_zero_with_every_job_done(batch: BatchRun) -> None:
 
 
 def test_each_job_gets_exactly_one_accepted_update(batch: BatchRun) -> None:
-    """The server receives one update per job, accepts it, and the worker logs one delivery."""
+    """The server receives one result per job, accepts it, and the worker logs one delivery."""
     for job in batch.job_ids:
-        updates = batch.proxy.received("POST", f"/jobs/{job}/update/")
+        updates = batch.proxy.results(job)
         assert [e.upstream_status for e in updates] == [200], f"job {job}: {updates}"
         delivered = batch.worker.events("result delivered", job_id=job)
         assert [e["duplicate"] for e in delivered] == [False]

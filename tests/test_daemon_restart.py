@@ -25,7 +25,7 @@ from daemon_helpers import (
     wait_for,
     worker_server,
 )
-from fault_proxy import FaultProxy
+from fault_proxy import RESULT, FaultProxy
 
 pytestmark = pytest.mark.slow
 
@@ -50,7 +50,7 @@ def test_pending_results_survive_server_and_worker_restarts(
     admin = admin_api(server.url)
     jobs = submit_jobs(admin, JOBS)
     with FaultProxy(server.url) as proxy:
-        proxy.unavailable = re.compile(r"/jobs/\d+/update/")
+        proxy.unavailable = re.compile(RESULT)
         with start_worker(tmp_path, proxy.url, burst=False) as worker:
             wait_for(
                 lambda: len(worker.events("job finished")) == len(jobs),
@@ -62,14 +62,14 @@ def test_pending_results_survive_server_and_worker_restarts(
             worker.signal(signal.SIGTERM)
             assert worker.wait() == 0, worker.tail()
         assert spooled(tmp_path) == len(jobs)
-        assert proxy.received("POST", r"/jobs/\d+/update/") == []
+        assert proxy.results() == []
 
         server.start()
         proxy.unavailable = None
         with start_worker(tmp_path, proxy.url) as restarted:
             assert restarted.wait() == 0, restarted.tail()
         for job in jobs:
-            updates = proxy.received("POST", f"/jobs/{job}/update/")
+            updates = proxy.results(job)
             assert [e.upstream_status for e in updates] == [200], f"job {job}: {updates}"
             delivered = restarted.events("result delivered", job_id=job)
             assert [e["duplicate"] for e in delivered] == [False]

@@ -202,10 +202,14 @@ def test_sigterm_during_a_long_poll_stops_within_seconds(
 
 @pytest.mark.slow
 @pytest.mark.parametrize("seed_only", [False, True], ids=["additions", "seed-only"])
-def test_claims_carry_details_or_the_worker_asks(
+def test_the_additions_save_round_trips_and_a_v1_server_gets_the_v1_calls(
     server: RunningServer, tmp_path: Path, seed_only: bool
 ) -> None:
-    """Details and dataset info come with the claim; from a v1-only server they are asked."""
+    """Details come with the claim, pictures with the result; a v1-only server is asked apart.
+
+    Against a server of the v1 calls alone, the worker asks each job's details and the
+    dataset listing, and after one unknown ``finish/`` sends pictures then the update.
+    """
     admin = admin_api(server.url)
     jobs = submit_jobs(admin, [("test_ok", "iris", {}), ("test_ok", "iris", {})])
     with FaultProxy(server.url) as proxy:
@@ -214,8 +218,16 @@ def test_claims_carry_details_or_the_worker_asks(
             assert worker.wait() == 0, worker.tail()
         details_asked = len(proxy.received("GET", r"/jobs/\d+/"))
         listings = len(proxy.received("GET", r"/datasets/"))
-    assert [admin.get_job_result(job)["status"] for job in jobs] == ["done", "done"]
-    assert (details_asked, listings) == ((2, 2) if seed_only else (0, 0))
+        uploads = len(proxy.received("POST", r"/jobs/\d+/pictures/"))
+        finishes = [e.status for e in proxy.exchanges() if e.path.endswith("/finish/")]
+        updates = len(proxy.received("POST", r"/jobs/\d+/update/"))
+    results = [admin.get_job_result(job) for job in jobs]
+    assert [result["status"] for result in results] == ["done", "done"]
+    assert [len(result["pictures"]) for result in results] == [2, 2]
+    if seed_only:
+        assert (details_asked, listings, finishes, uploads, updates) == (2, 2, [404], 4, 2)
+    else:
+        assert (details_asked, listings, finishes, uploads, updates) == (0, 0, [200, 200], 0, 0)
 
 
 class BlockedServer(FakeJobServer):

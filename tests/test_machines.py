@@ -81,7 +81,7 @@ class SimulatedMachine:
 
     def delivered(self) -> set[int]:
         """The jobs whose result the server accepted from this machine."""
-        updates = self.proxy.received("POST", r"/jobs/\d+/update/")
+        updates = self.proxy.results()
         return {_job(e.path) for e in updates if e.status == 200}
 
     def events(self, event: str) -> list[dict[str, object]]:
@@ -164,7 +164,7 @@ def test_three_machines_do_every_job_once_though_one_is_killed_mid_run(
     rows = server_jobs(server)
     assert {rows[job]["status"] for job in jobs} == {"done"}
     again = {job for job in jobs if rows[job]["attempt"] > 1}  # handed out again after the kill
-    updates = [e for m in machines for e in m.proxy.received("POST", r"/jobs/\d+/update/")]
+    updates = [e for m in machines for e in m.proxy.results()]
     assert {_job(e.path) for e in updates if e.status == 200} == set(jobs)  # none lost
     # The server refuses a second result only for a job whose lease ended with the victim.
     assert {_job(e.path) for e in updates if e.status != 200} <= again
@@ -198,7 +198,7 @@ def _done(machines: list[SimulatedMachine]) -> set[int]:
 
 
 def _job(path: str) -> int:
-    """The job id in ``/jobs/<id>/update/``."""
+    """The job id in ``/jobs/<id>/update/`` or ``/jobs/<id>/finish/``."""
     return int(path.split("/")[2])
 
 

@@ -9,7 +9,8 @@ from conftest import RunningServer
 from server_helpers import dataset_id, png_bytes, result_fields, running_job, write_csv
 
 from worker.api import API
-from worker.errors import ConflictError, NotFoundError, PermissionDeniedError
+from worker.errors import ConflictError, InvalidInputError, NotFoundError, PermissionDeniedError
+from worker.http import encode_form, json_body
 
 pytestmark = pytest.mark.slow  # a real server process per module
 
@@ -187,6 +188,42 @@ def test_pictures_are_stored_once_and_served(
     assert [path.read_bytes() for path in stored] == [png_bytes(1), png_bytes(2)]
     with pytest.raises(ConflictError):
         admin.add_job_picture(job_id, second)
+
+
+def test_finish_takes_the_result_and_its_pictures_in_one_request(
+    admin: API, student: API, iris: int
+) -> None:
+    """``finish/``: pictures stored with the result, a bad one named and left out; idempotent."""
+    job_id = running_job(admin, student, iris)
+    fields = encode_form({**result_fields(admin, iris), "success": True})
+    pictures = [("regions.png", png_bytes(5)), ("confusion.png", b"GIF89a not a png")]
+    files = [("picture", (name, data, "image/png")) for name, data in pictures]
+
+    def finish() -> dict[str, object]:
+        path = f"jobs/{job_id}/finish/"
+        return json_body(admin._transport.request("POST", path, data=fields, files=files), dict)
+
+    refused = [{"name": "confusion.png", "error": "invalid picture: the file is not a PNG image"}]
+    assert finish() == {"success": True, "refused": refused}
+    assert finish() == {"success": True, "duplicate": True}
+    result = student.get_job_result(job_id)
+    assert (result["status"], result["pictures"]) == ("done", [f"/media/jobs/{job_id}/1.png"])
+    pending = student.submit_job("knn", iris)
+    with pytest.raises(ConflictError, match="pending"):
+        admin.update_job_details(pending, **result_fields(admin, iris), pictures=pictures[:1])
+    assert student.get_job_result(pending)["pictures"] == []
+
+
+def test_finish_refuses_more_pictures_than_allowed(admin: API, student: API, iris: int) -> None:
+    """Seventeen pictures in one ``finish/`` is a 400 naming the field and the limit."""
+    job_id = running_job(admin, student, iris)
+    fields = encode_form({**result_fields(admin, iris), "success": True})
+    many = [("picture", (f"{n}.png", png_bytes(n), "image/png")) for n in range(17)]
+    path = f"jobs/{job_id}/finish/"
+    with pytest.raises(InvalidInputError, match="at most 16") as refused:
+        admin._transport.request("POST", path, data=fields, files=many)
+    assert "picture" in refused.value.fields
+    assert student.get_job_result(job_id)["status"] == "running"
 
 
 def test_pictures_are_for_their_job_owner_or_admins(

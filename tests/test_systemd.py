@@ -32,7 +32,7 @@ from daemon_helpers import (
     wait_for,
     worker_server,
 )
-from fault_proxy import FaultProxy
+from fault_proxy import RESULT, FaultProxy
 from fleet_helpers import Gates, wait_final
 from systemd_container import Container, booted, require_root_and_nspawn
 
@@ -332,7 +332,7 @@ def test_two_template_instances_share_the_spool_and_the_cache(
         f"install -m 0644 {CHECKOUT}/deploy/mlworker@.service /etc/systemd/system/"
     )
     machine.systemctl("daemon-reload")
-    proxy.unavailable = re.compile(r"/jobs/\d+/update/")  # results cannot be delivered
+    proxy.unavailable = re.compile(RESULT)  # results cannot be delivered
     try:
         machine.systemctl("start", "mlworker@1.service")
         (left,) = submit_jobs(admin, [("knn", "iris", {})])

@@ -111,11 +111,11 @@ def hostile() -> Iterator[FaultServer]:
 
 
 def updates(server: FaultServer) -> dict[int, dict[str, str]]:
-    """The update each job got: its form fields, by job id."""
+    """The result each job got (``update/``, or ``finish/`` with pictures): its fields, by id."""
     found = {}
     for seen in server.calls("POST"):
         parts = seen.path.strip("/").split("/")
-        if len(parts) == 3 and parts[0] == "jobs" and parts[2] == "update":
+        if len(parts) == 3 and parts[0] == "jobs" and parts[2] in ("update", "finish"):
             found[int(parts[1])] = seen.form
     return found
 

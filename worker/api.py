@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,11 @@ from worker.http import Timeout, Transport, encode_form, json_body, login_refusa
 __all__ = ["API", "Claim", "normalize_url"]
 
 LONG_POLL_HEADER = "X-Long-Poll"
+# seconds before a server that lacked ``jobs/<id>/finish/`` is offered it again (an upgrade)
+FINISH_ASK_AGAIN = 3600.0
+# what a server that does not know an address answers it (Django: 404; others: 405 or 501)
+UNKNOWN_ADDRESS = frozenset({404, 405, 501})
+FINISH_MAX_PICTURES = 16  # the protocol lets a server refuse more in one finish
 
 log = structlog.get_logger()
 
@@ -103,6 +109,7 @@ class API:
                 self._transport.session.mount(prefix, adapter)
         self._may_login_again = False
         self._login_due = not login_now
+        self._finish_lacking_since: float | None = None  # when jobs/<id>/finish/ was unknown
         if login_now:
             self._authenticate()
 
@@ -388,7 +395,7 @@ class API:
         return self._upload_picture(job_id, path.name, path.read_bytes())
 
     def _upload_picture(self, job_id: int, name: str, png: bytes) -> dict[str, Any]:
-        files = {"picture": (name, png, "image/png")}
+        files = [("picture", (name, png, "image/png"))]
         return json_body(self._send("POST", f"jobs/{job_id}/pictures/", files=files), dict)
 
     def update_job_details(
@@ -405,13 +412,16 @@ class API:
         success: bool = True,
         pictures: Iterable[PathLike | tuple[str, bytes]] | None = None,
     ) -> dict[str, Any]:
-        """Deliver a job's result (admin): pictures first, then ``POST jobs/<id>/update/``.
+        """Deliver a job's result (admin): with its pictures in one request where the server can.
 
-        The fields are checked before anything is sent. Each file in
-        ``pictures`` is uploaded with :meth:`add_job_picture`; a picture the
-        server refuses (409 job not running, 400/413 not a valid PNG) is logged
-        and skipped, because the update's own answer is what counts. Sending
-        the same update again is safe: the server answers it as a duplicate.
+        The fields are checked and the pictures read before anything is sent.
+        A server that offers ``POST jobs/<id>/finish/`` (see the protocol's
+        additions) gets the result and its pictures in that one request; any
+        other gets each picture with :meth:`add_job_picture`, then ``POST
+        jobs/<id>/update/``. A picture the server refuses (409 job not running,
+        400/413 not a valid PNG) is logged and left out, because the result's
+        own answer is what counts. Sending the same result again is safe: the
+        server answers it as a duplicate.
 
         Args:
             job_id: the job's id.
@@ -430,13 +440,13 @@ class API:
 
         Returns:
             ``{"success": True}``, or ``{"success": True, "duplicate": True}``
-            when the server already had this very update.
+            when the server already had this very result.
 
         Raises:
             ValueError: a score is NaN or infinite (nothing was sent).
             OSError: a picture cannot be read.
             InvalidInputError: a field was refused; ``.fields`` names it.
-            ConflictError: the job is pending, or finished with a different update.
+            ConflictError: the job is pending, or finished with a different result.
             NotFoundError: no job has that id.
         """
         data = encode_form(
@@ -452,17 +462,41 @@ class API:
                 "success": success,
             }
         )
-        for picture in pictures or ():
+        files = [_picture_file(picture) for picture in pictures or ()]
+        if not files or len(files) > FINISH_MAX_PICTURES or not self._finish_offered():
+            return self._update_v1(job_id, data, files)
+        try:
+            answer = json_body(
+                self._send("POST", f"jobs/{job_id}/finish/", data=data, files=files), dict
+            )
+        except APIError as exc:
+            if exc.status not in UNKNOWN_ADDRESS:
+                raise
+            answer = self._update_v1(job_id, data, files)  # raises NotFoundError for no such job
+            log.info("the server has no jobs/<id>/finish/: pictures go one by one", job=job_id)
+            self._finish_lacking_since = time.monotonic()
+            return answer
+        for refused in answer.pop("refused", None) or ():
+            log.warning("picture refused, the result was taken", job=job_id, refused=refused)
+        return answer
+
+    def _finish_offered(self) -> bool:
+        """Whether to try ``jobs/<id>/finish/``: unless it was unknown within the last hour."""
+        lacking = self._finish_lacking_since
+        return lacking is None or time.monotonic() - lacking > FINISH_ASK_AGAIN
+
+    def _update_v1(
+        self, job_id: int, data: dict[str, str], files: list[tuple[str, tuple[str, bytes, str]]]
+    ) -> dict[str, Any]:
+        """The protocol's v1 calls: each picture (refusals logged and skipped), then the update."""
+        for _, (name, png, _) in files:
             try:
-                if isinstance(picture, tuple):
-                    self._upload_picture(job_id, *picture)
-                else:
-                    self.add_job_picture(job_id, picture)
+                self._upload_picture(job_id, name, png)
             except (ConflictError, InvalidInputError) as exc:
                 log.warning(
                     "picture refused, sending the update anyway",
                     job=job_id,
-                    picture=str(picture[0] if isinstance(picture, tuple) else picture),
+                    picture=name,
                     error=str(exc),
                 )
         return json_body(self._send("POST", f"jobs/{job_id}/update/", data=data), dict)
@@ -534,6 +568,16 @@ def _granted(response: requests.Response) -> float | None:
     except ValueError:
         return None
     return held if held is not None and math.isfinite(held) and held > 0 else None
+
+
+def _picture_file(picture: PathLike | tuple[str, bytes]) -> tuple[str, tuple[str, bytes, str]]:
+    """A picture as a multipart ``picture`` field: a path is read now (OSError if it cannot be)."""
+    if isinstance(picture, tuple):
+        name, png = picture
+    else:
+        path = Path(picture)
+        name, png = path.name, path.read_bytes()
+    return "picture", (name, png, "image/png")
 
 
 def _pair(timeout: Timeout) -> tuple[float, float]:

@@ -62,7 +62,7 @@ class ResultAPI(Protocol):
     """What delivery needs of :class:`worker.api.API`."""
 
     def update_job_details(self, job_id: int, *args: Any, **kwargs: Any) -> Any:
-        """Post one job's update (pictures first); answer ``{"success": true, ...}``."""
+        """Post one job's result and pictures; answer ``{"success": true, ...}``."""
 
 
 @dataclass

@@ -1,8 +1,8 @@
-"""What workers send back: pictures, then the result (``update``), both idempotent.
+"""What workers send back: pictures, then the result (``update``), or both at once (``finish``).
 
-A repeated update is recognised by a digest of its normalized fields, so a worker that
-never saw the answer to its update may send it again and get ``duplicate``; the same
-picture bytes twice for a job are stored once.
+All are idempotent. A repeated result is recognised by a digest of its normalized fields, so
+a worker that never saw the answer may send it again and get ``duplicate``; the same picture
+bytes twice for a job are stored once.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import json
 from typing import Any
 
 from django.core.files.base import ContentFile
+from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
@@ -23,6 +24,7 @@ from server.views.common import ClientError, api_view, get_or_404, json_response
 from server.wire import set_sizes
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+MAX_PICTURES_PER_FINISH = 16
 RESULT_FIELDS = (
     "score_test",
     "score_validation",
@@ -46,9 +48,9 @@ def result_digest(data: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _refuse_finished(job: Job, digest: str) -> HttpResponse:
+def _refuse_finished(job: Job, digest: str) -> dict[str, Any]:
     if job.update_digest and job.update_digest == digest:
-        return json_response({"success": True, "duplicate": True})
+        return {"success": True, "duplicate": True}
     raise ClientError(
         409, f"job {job.pk} is already {job.status}: a different result was recorded before"
     )
@@ -56,7 +58,40 @@ def _refuse_finished(job: Job, digest: str) -> HttpResponse:
 
 @api_view(method="POST", staff=True)
 def update(request: HttpRequest, job_id: int) -> HttpResponse:
-    """Finish a running job with a worker's result (or failure).
+    """Finish a running job with a worker's result (or failure)."""
+    return json_response(_record_result(request, job_id, []))
+
+
+@api_view(method="POST", staff=True)
+def finish(request: HttpRequest, job_id: int) -> HttpResponse:
+    """``update`` with the job's pictures in the same multipart request: one round trip.
+
+    The pictures are stored in the transaction that finishes the job, so a job is never
+    done without them. A picture that is not a PNG, or too large, is left out and named in
+    ``refused``: as with ``pictures/`` then ``update/``, the result is what counts.
+    """
+    uploads = request.FILES.getlist("picture")
+    if len(uploads) > MAX_PICTURES_PER_FINISH:
+        raise ClientError(
+            400,
+            f"too many pictures: {len(uploads)}, at most {MAX_PICTURES_PER_FINISH} allowed",
+            {"picture": f"at most {MAX_PICTURES_PER_FINISH} files"},
+        )
+    pictures: list[bytes] = []
+    refused: list[dict[str, str]] = []
+    for upload in uploads:
+        try:
+            pictures.append(_checked_png(upload))
+        except ClientError as error:
+            refused.append({"name": str(upload.name), "error": error.message})
+    answer = _record_result(request, job_id, pictures)
+    if not answer.get("duplicate"):
+        answer["refused"] = refused
+    return json_response(answer)
+
+
+def _record_result(request: HttpRequest, job_id: int, pictures: list[bytes]) -> dict[str, Any]:
+    """Store the pictures and finish the job in one transaction; the answer's body.
 
     Leases are deliberately not swept here: a result arriving after its lease passed is
     still a good result, and taking it beats running the job again.
@@ -72,6 +107,8 @@ def update(request: HttpRequest, job_id: int) -> HttpResponse:
             raise ClientError(
                 409, f"job {job_id} is {job.status}: only a running job can be updated"
             )
+        for png in pictures:
+            _store_picture(job, png)
         for name in RESULT_FIELDS:
             setattr(job, name, data[name])
         job.status = "done" if data["success"] else "failed"
@@ -79,18 +116,11 @@ def update(request: HttpRequest, job_id: int) -> HttpResponse:
         job.lease_expires = None
         job.update_digest = digest
         job.save()
-    return json_response({"success": True})
+    return {"success": True}
 
 
-def _png_upload(request: HttpRequest) -> bytes:
-    """The bytes of the ``picture`` field, if it is a PNG of at most the allowed size."""
-    upload = request.FILES.get("picture")
-    if upload is None:
-        raise ClientError(
-            400,
-            "invalid picture: send a PNG file in the multipart field 'picture'",
-            {"picture": "is required (a PNG file)"},
-        )
+def _checked_png(upload: UploadedFile) -> bytes:
+    """The bytes of an uploaded picture, if it is a PNG of at most the allowed size."""
     if isinstance(upload, OversizedFile):
         raise ClientError(
             413,
@@ -105,23 +135,37 @@ def _png_upload(request: HttpRequest) -> bytes:
     return data
 
 
+def _store_picture(job: Job, png: bytes) -> bool:
+    """Store a PNG for a job locked by the caller as ``jobs/<id>/<n>.png``; False: had it."""
+    digest = hashlib.sha256(png).hexdigest()
+    if job.pictures.filter(sha256=digest).exists():
+        return False
+    picture = Picture(job=job, sha256=digest)
+    picture.file.save(f"{job.pictures.count() + 1}.png", ContentFile(png), save=True)
+    return True
+
+
 @api_view(method="POST", staff=True)
 def add_picture(request: HttpRequest, job_id: int) -> HttpResponse:
     """Store a PNG for a running job as ``jobs/<id>/<n>.png``."""
     if not Job.objects.filter(pk=job_id).exists():
         raise ClientError(404, f"no job with id {job_id}")
-    data = _png_upload(request)
-    digest = hashlib.sha256(data).hexdigest()
+    upload = request.FILES.get("picture")
+    if upload is None:
+        raise ClientError(
+            400,
+            "invalid picture: send a PNG file in the multipart field 'picture'",
+            {"picture": "is required (a PNG file)"},
+        )
+    data = _checked_png(upload)
     duplicate = {"success": True, "duplicate": True}
     try:
         with transaction.atomic():
             job = _locked_job(job_id)
             if job.status != "running":
                 raise ClientError(409, f"job {job_id} is {job.status}: pictures only while running")
-            if job.pictures.filter(sha256=digest).exists():
+            if not _store_picture(job, data):
                 return json_response(duplicate, status=201)
-            picture = Picture(job=job, sha256=digest)
-            picture.file.save(f"{job.pictures.count() + 1}.png", ContentFile(data), save=True)
     except IntegrityError:
         return json_response(duplicate, status=201)
     return json_response({"success": True}, status=201)
