@@ -61,7 +61,8 @@ class API:
         worker_id: sent as ``X-Worker`` by :meth:`request_job`; by default
             ``<hostname>:<pid>``.
         interrupted: called every tenth of a second while a call waits (for
-            an answer, or to retry); when it returns True the call is cut
+            an answer, or to retry; every half second once an answer has
+            been awaited for a second); when it returns True the call is cut
             short with :class:`~worker.errors.CallInterrupted`. Each exchange
             also has a deadline for the whole answer (see ``worker/http.py``).
         login_now: log in here, as the seed's client does; ``False`` waits

@@ -4,8 +4,10 @@
 answers one byte every few seconds holds a call for as long as it likes, and
 a thread blocked in ``recv`` does not see a stop signal. So each exchange
 runs in a short-lived thread of its own (:func:`call_within`), while the
-calling thread waits for it in slices of `SLICE` seconds and checks two
-things: the call's deadline, and ``interrupted()`` (for the daemon's main
+calling thread waits for it in slices of `SLICE` seconds (`HELD_SLICE` once
+the call has run for a second: a long poll held for half a minute would
+otherwise wake the worker ten times a second, its only CPU when idle) and
+checks two things: the call's deadline, and ``interrupted()`` (for the daemon's main
 thread, "a stop signal arrived"). On either it cuts the call: it shuts down
 the sockets of the session's connections (:class:`Sockets`), which makes the
 blocked ``recv`` return at once, and raises. The sockets are known because
@@ -33,6 +35,8 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 __all__ = ["SLICE", "Cut", "CuttableAdapter", "Sockets", "call_within", "sleep_within"]
 
 SLICE = 0.1  # seconds between checks of the deadline and of interrupted()
+HELD_SLICE = 0.5  # the same, once a call has run for `HELD_AFTER` seconds (a held long poll)
+HELD_AFTER = 1.0
 CUT_GRACE = 2.0  # seconds a cut call's thread gets to notice its socket is gone
 T = TypeVar("T")
 
@@ -124,9 +128,10 @@ def call_within(
             done.set()
 
     thread = threading.Thread(target=run, name="mlworker-http", daemon=True)
-    end = time.monotonic() + seconds
+    start = time.monotonic()
+    end = start + seconds
     thread.start()
-    while not done.wait(max(0.0, min(SLICE, end - time.monotonic()))):
+    while not done.wait(max(0.0, min(_slice(start), end - time.monotonic()))):
         stop = interrupted()
         if stop or time.monotonic() >= end:
             cut()
@@ -136,6 +141,11 @@ def call_within(
     if not ok:
         raise value
     return value
+
+
+def _slice(start: float) -> float:
+    """How long to wait before the next check of a call that began at ``start``."""
+    return SLICE if time.monotonic() - start < HELD_AFTER else HELD_SLICE
 
 
 def sleep_within(seconds: float, interrupted: Callable[[], bool]) -> None:

@@ -15,7 +15,8 @@ Waits are bounded and can be cut (see :mod:`worker.cutoff`):
   ``request(..., deadline=wait + margin, timeout=(3.05, wait + margin))``
   is how a long-poll claim held open up to ``wait`` seconds is sent.
 - ``interrupted`` (a callable the owner gives, e.g. "a stop signal arrived")
-  is checked every tenth of a second during an exchange and during the
+  is checked every tenth of a second during an exchange (every half second
+  once it has run for a second, as a held long poll does) and during the
   sleeps between retries; when it says so, the exchange's sockets are shut
   down and :class:`~worker.errors.CallInterrupted` is raised, never retried.
 - ``Retry-After`` is honoured up to `RETRY_AFTER_MAX` seconds.
