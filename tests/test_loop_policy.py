@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from worker.api import Claim
 from worker.backoff import Backoff
 from worker.cache import DatasetCache
 from worker.delivery import Deliverer
@@ -274,3 +275,31 @@ def test_an_idle_loop_says_so_keeps_beating_and_stops_when_told(
     assert server.calls == ["claim_job", "claim_job"]
     assert reporter.events.count(Status("idle")) == 2
     assert len(reporter.of(Heartbeat)) >= 2
+
+
+class HoldingServer(FakeJobServer):
+    """A server that holds the claim after the last job: it notes the status seen meanwhile."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rig: Rig | None = None
+        self.status_while_held: list[str] = []
+
+    def claim_job(self, wait: float | None = None, *, details: bool = False) -> Claim:
+        """Hand out what is pending; then, as a held long poll would, no job (and a stop)."""
+        if self.pending or self.rig is None:
+            return super().claim_job(wait, details=details)
+        self.status_while_held.append(self.rig.reporter.of(Status)[-1].text)
+        self.rig.shutdown.request()
+        return Claim(None, wait)
+
+
+def test_a_held_claim_after_a_job_shows_the_process_idle(tmp_path: Path) -> None:
+    """While a long poll waits for the next job, the status says idle, not the last job."""
+    server = HoldingServer()
+    server.add_dataset(*toy_points())
+    job = server.add_job("knn", 1)
+    run = server.rig = rig(tmp_path, server, long_poll=30.0)
+    run.loop.run()
+    assert any(status.text.startswith(f"job {job} ") for status in run.reporter.of(Status))
+    assert [text.split(";")[0] for text in server.status_while_held] == ["idle"]

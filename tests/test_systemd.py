@@ -247,14 +247,15 @@ def test_status_shows_what_each_process_does(machine: Machine, admin: API) -> No
 
 
 def test_the_journal_holds_one_json_object_per_line_with_the_jobs_fields(
-    machine: Machine,
+    machine: Machine, admin: API
 ) -> None:
     """Every line the service wrote is a JSON object; a job's lines carry the job's fields."""
-    # journald stores what the unit wrote on its own time: the server may have the result
-    # of the job of the test before this one before its "job finished" line is in the journal.
+    (job,) = submit_jobs(admin, [("knn", "iris", {})])  # its own: tests may run in any order
+    assert wait_final(admin, job)["status"] == "done"
+    # journald stores what the unit wrote on its own time, maybe after the server has the result
     wait_for(
-        lambda: machine.events("mlworker.service", "job finished"),
-        "a job finished line in the journal",
+        lambda: machine.events("mlworker.service", "job finished", job_id=job),
+        "the job's finished line in the journal",
     )
     records = [json.loads(line) for line in machine.lines("mlworker.service")]
     assert all(isinstance(record, dict) for record in records)
@@ -351,9 +352,16 @@ def test_two_template_instances_share_the_spool_and_the_cache(
     assert admin.get_job_result(left)["status"] == "running"  # its result is in the spool
     machine.systemctl("start", "mlworker@2.service")
     assert wait_final(admin, left)["status"] == "done"
-    assert machine.events("mlworker@2.service", "result delivered", job_id=left)
+    # The worker logs the delivery after the server's answer; journald stores it after that.
+    wait_for(
+        lambda: machine.events("mlworker@2.service", "result delivered", job_id=left),
+        "mlworker@2's delivery in the journal",
+    )
     (again,) = submit_jobs(admin, [("knn", "iris", {})])
     assert wait_final(admin, again)["status"] == "done"
-    assert machine.events("mlworker@2.service", "job finished", job_id=again)
+    wait_for(
+        lambda: machine.events("mlworker@2.service", "job finished", job_id=again),
+        "mlworker@2's job in the journal",
+    )
     iris = next(key for key, info in admin.get_datasets().items() if info["name"] == "iris")
     assert len(proxy.received("GET", rf"/datasets/{iris}/points/")) == 1

@@ -103,6 +103,8 @@ class JobLoop:
                 _log.warning("the spool cannot take a result; claiming no job until it can")
                 self._sleep(self.settings.poll_max)
                 continue
+            if not burst:  # a claim may be held until a job comes: the process is idle meanwhile
+                self._status("idle")
             try:
                 claim = claimer.claim(burst=burst)
             except TransientError as exc:
@@ -117,7 +119,6 @@ class JobLoop:
             if claim.job is None:
                 if burst:
                     return
-                self._status("idle")
                 self._sleep(claimer.pause())
                 continue
             claimer.reset()
