@@ -121,6 +121,21 @@ class RunningServer(ReferenceServer):
         return client
 
 
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Fail a grouped test whose group ``--dist loadgroup`` lost (a pytest and xdist mismatch).
+
+    xdist marks a grouped test by a ``@group`` suffix on its node id; without it the
+    systemd tests are spread over both workers, each booting a container of its own.
+    """
+    lost = getattr(item.config.option, "loadgroup", False) and "@" not in item.nodeid
+    if lost and item.get_closest_marker("xdist_group"):
+        pytest.fail(
+            "--dist loadgroup lost this test's xdist_group: "
+            "install the pytest that pyproject.toml allows",
+            pytrace=False,
+        )
+
+
 @pytest.fixture(scope="module")
 def start_server(
     tmp_path_factory: pytest.TempPathFactory,
