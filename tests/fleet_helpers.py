@@ -53,8 +53,9 @@ class GateClassifier(ClassifierMixin, BaseEstimator):
         gates = Path(os.environ["MLWORKER_TEST_GATES"])
         started = {"pid": os.getpid(), "notify_socket": os.environ.get("NOTIFY_SOCKET")}
         marker = gates / f"{self.gate}.started.{os.getpid()}"
-        marker.with_suffix(".tmp").write_text(json.dumps(started))
-        marker.with_suffix(".tmp").replace(marker)
+        partial = gates / f".{marker.name}.tmp"  # its own, and outside the markers' glob
+        partial.write_text(json.dumps(started))
+        partial.replace(marker)
         while not (gates / self.gate).exists() and not (gates / "all").exists():
             time.sleep(0.05)
         self.classes_ = np.unique(y)
