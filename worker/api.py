@@ -43,6 +43,7 @@ FINISH_MAX_PICTURES = 16  # the protocol lets a server refuse more in one finish
 log = structlog.get_logger()
 
 PathLike = str | os.PathLike[str]
+PictureField = tuple[str, tuple[str, bytes, str]]  # ("picture", (file name, PNG, type)) of a form
 
 
 class API:
@@ -392,12 +393,10 @@ class API:
             InvalidInputError: not a PNG, or too large (status 413).
             NotFoundError: no job has that id.
         """
-        path = Path(filename)
-        return self._upload_picture(job_id, path.name, path.read_bytes())
+        return self._upload_picture(job_id, _picture_file(filename))
 
-    def _upload_picture(self, job_id: int, name: str, png: bytes) -> dict[str, Any]:
-        files = [("picture", (name, png, "image/png"))]
-        return json_body(self._send("POST", f"jobs/{job_id}/pictures/", files=files), dict)
+    def _upload_picture(self, job_id: int, picture: PictureField) -> dict[str, Any]:
+        return json_body(self._send("POST", f"jobs/{job_id}/pictures/", files=[picture]), dict)
 
     def update_job_details(
         self,
@@ -487,13 +486,14 @@ class API:
         return lacking is None or time.monotonic() - lacking > FINISH_ASK_AGAIN
 
     def _update_v1(
-        self, job_id: int, data: dict[str, str], files: list[tuple[str, tuple[str, bytes, str]]]
+        self, job_id: int, data: dict[str, str], files: list[PictureField]
     ) -> dict[str, Any]:
         """The protocol's v1 calls: each picture (refusals logged and skipped), then the update."""
-        for _, (name, png, _) in files:
+        for picture in files:
             try:
-                self._upload_picture(job_id, name, png)
+                self._upload_picture(job_id, picture)
             except (ConflictError, InvalidInputError) as exc:
+                _field, (name, _png, _type) = picture
                 log.warning(
                     "picture refused, sending the update anyway",
                     job=job_id,
@@ -571,7 +571,7 @@ def _granted(response: requests.Response) -> float | None:
     return held if held is not None and math.isfinite(held) and held > 0 else None
 
 
-def _picture_file(picture: PathLike | tuple[str, bytes]) -> tuple[str, tuple[str, bytes, str]]:
+def _picture_file(picture: PathLike | tuple[str, bytes]) -> PictureField:
     """A picture as a multipart ``picture`` field: a path is read now (OSError if it cannot be)."""
     if isinstance(picture, tuple):
         name, png = picture
