@@ -6,6 +6,7 @@
         server = start_server(demo=True, lease_grace=60, data_dir=None, env=None)
         api = server.api("backend", "foobar")       # a logged-in worker.api.API
         server.add_user("alice", "secret")          # mlworker-server adduser, password file
+        server.add_students("eve", "fay")           # passwords eve-password, fay-password
         dataset_id = server.import_dataset(csv_path, "toy", "classification")
         round_id = server.new_round(dataset_id, "week 1")   # and server.close_round(round_id)
         server.shell("from server.models import Job; print(Job.objects.count())")
@@ -99,6 +100,15 @@ class RunningServer(ReferenceServer):
     def shell(self, code: str) -> str:
         """Run Python with the server's settings (``manage shell -c``); its output."""
         return str(self.cli("manage", "shell", "--no-imports", "-c", code).stdout).strip()
+
+    def add_students(self, *names: str) -> None:
+        """Student accounts ``<name>`` with password ``<name>-password``, made in one shell."""
+        code = (
+            "from django.contrib.auth.models import User\n"
+            f"for name in {names!r}:\n"
+            "    User.objects.create_user(name, password=f'{name}-password')"
+        )
+        self.shell(code)
 
     def new_round(self, dataset_id: int, name: str, *, open: bool = True) -> int:
         """Create a round (as an operator would in the admin); its id."""

@@ -37,11 +37,7 @@ pytestmark = pytest.mark.slow
 def server(start_server: Callable[..., RunningServer]) -> RunningServer:
     """A demo server with small limits, and students with no jobs yet."""
     running = start_server(demo=True, env=LIMITS)
-    running.shell(
-        "from django.contrib.auth.models import User\n"
-        "for name in ('eve', 'fay', 'gus', 'hal', 'ivy'):\n"
-        "    User.objects.create_user(name, password=f'{name}-password')"
-    )
+    running.add_students("eve", "fay", "gus", "hal", "ivy")
     return running
 
 

@@ -31,11 +31,7 @@ SIZES = {"training": 3, "test": 2, "validation": 2}
 def server(start_server: Callable[..., RunningServer]) -> RunningServer:
     """A demo server with two more students, neither in any round."""
     running = start_server(demo=True)
-    running.shell(
-        "from django.contrib.auth.models import User\n"
-        "for name in ('joe', 'kim'):\n"
-        "    User.objects.create_user(name, password=f'{name}-password')"
-    )
+    running.add_students("joe", "kim")
     return running
 
 
