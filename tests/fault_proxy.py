@@ -159,7 +159,7 @@ class FaultProxy(LoopbackHTTP):
         ]
 
     def results(self, job: int | None = None) -> list[Exchange]:
-        """The result deliveries (``update/`` or ``finish/``) the server received, of one job."""
+        """The result deliveries (``update/`` or ``finish/``) the server received (of ``job``)."""
         pattern = RESULT if job is None else RESULT.replace(r"\d+", str(job))
         return self.received("POST", pattern)
 
