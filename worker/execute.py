@@ -73,7 +73,7 @@ from multiprocessing.process import BaseProcess
 from multiprocessing.reduction import ForkingPickler
 from typing import Literal
 
-from algorithms.run import JobResult
+from algorithms.jobresult import JobResult
 from worker import jobproc
 from worker.jobproc import Finished, JobSpec, Ready, Started
 

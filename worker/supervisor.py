@@ -1,7 +1,8 @@
 """Several worker processes on one machine, under one supervisor.
 
-The supervisor imports numpy and scikit-learn once, then forks the workers,
-which share those pages copy-on-write. Like gunicorn's arbiter, it restarts
+Neither the supervisor nor the workers it forks import scikit-learn or
+matplotlib: only each worker's job forkserver does (`worker.execute`), so
+the supervisor forks its workers within a fraction of a second. Like gunicorn's arbiter, it restarts
 a worker that dies (waiting longer after each quick death, so a crash loop
 does not spin), passes stop signals on with the same two-stage meaning
 (the first lets running jobs finish, the second aborts them), and stops for
@@ -76,11 +77,6 @@ class Slot:
 
 def supervise(settings: Settings, *, burst: bool = False) -> int:
     """Run `settings.processes` workers until stopped; the exit status of the whole."""
-    import numpy  # noqa: F401 - imported once here, shared by the forked workers
-    import sklearn  # noqa: F401
-
-    import algorithms.builtin  # noqa: F401
-
     shutdown = Shutdown()
     shutdown.install()
     notifier = Notifier.from_environ()
