@@ -96,12 +96,14 @@ OutcomeKind = Literal[
 
 #: Modules the forkserver imports once (those not installed are skipped). The
 #: job process re-runs a console script's `__main__` (multiprocessing does), so
-#: `worker.cli` is preloaded to make that a lookup in `sys.modules`.
+#: `worker.cli` is preloaded to make that a lookup in `sys.modules`. Not
+#: `matplotlib.pyplot`: our pictures draw without it (matplotlib's fonts, ticks
+#: and colormaps come with `algorithms.run`), and it is a fifth of the
+#: forkserver's start; a plugin that uses pyplot imports it once per job process.
 DEFAULT_PRELOAD = (
     "numpy",
     "scipy",
     "sklearn",
-    "matplotlib.pyplot",
     "algorithms.run",
     "algorithms.builtin",
     "algorithms.plugins",
