@@ -53,8 +53,10 @@ def run_worker(
     log = _log.bind(worker_id=worker_id)
     if settings.startup_jitter > 0:
         shutdown.sleep(random.uniform(0, settings.startup_jitter))  # noqa: S311 - spreading a fleet
+    runner = JobRunner(jobs_per_process=settings.jobs_per_process)
     try:
         outbox, cache = open_storage(settings)
+        runner.launch()  # the job forkserver imports scikit-learn while we log in
         api = connect(settings, worker_id, shutdown, reporter)
     except BootError as exc:
         log.error("cannot start", reason=str(exc))
@@ -70,7 +72,7 @@ def run_worker(
         idle_check=settings.poll_max,
         reporter=reporter,
     )
-    with JobRunner(jobs_per_process=settings.jobs_per_process) as runner:
+    with runner:
         deliverer.start()
         reporter.report(Ready())
         log.info("worker ready", host=settings.host, spool=str(settings.spool_dir))

@@ -205,6 +205,18 @@ class JobRunner:
     def __exit__(self, *_exc: object) -> None:
         self.close()
 
+    def launch(self) -> None:
+        """Start the forkserver's imports now and return at once; `start` waits for them.
+
+        The worker logs in meanwhile, so the login's round trips and the
+        server's password check overlap the imports. A forkserver launched
+        and never used ends when this process does (it watches a pipe that
+        only this process holds).
+        """
+        self._context.set_forkserver_preload(self._preload)
+        with jobproc.job_environment():  # starts the forkserver if it is not running
+            multiprocessing.forkserver.ensure_running()
+
     def start(self) -> None:
         """Start the forkserver and the first job process now, and wait until it is ready.
 
@@ -321,9 +333,7 @@ class JobRunner:
             daemon=True,
         )
         try:
-            self._context.set_forkserver_preload(self._preload)
-            with jobproc.job_environment():  # starts the forkserver if it is not running
-                multiprocessing.forkserver.ensure_running()
+            self.launch()
             process.start()
         finally:
             jobs_reader.close()
