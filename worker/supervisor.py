@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
+from worker.api import API
 from worker.config import Settings
 from worker.daemon import BootError, connect, run_worker
 from worker.defaults import default_worker_id
@@ -87,9 +88,9 @@ def supervise(settings: Settings, *, burst: bool = False) -> int:
         return os.EX_CONFIG
     if api is None:
         return os.EX_OK
-    api.close()
+    api.close()  # its connections; the workers share its session
     try:
-        supervisor = Supervisor(settings, shutdown, notifier, burst=burst)
+        supervisor = Supervisor(settings, shutdown, notifier, burst=burst, session_of=api)
     except ConfigError as exc:
         _log.error("cannot start", reason=str(exc))
         return os.EX_CONFIG
@@ -100,9 +101,16 @@ class Supervisor:
     """The main loop: spawn, reap, restart, relay signals and reports."""
 
     def __init__(
-        self, settings: Settings, shutdown: Shutdown, notifier: Notifier, *, burst: bool
+        self,
+        settings: Settings,
+        shutdown: Shutdown,
+        notifier: Notifier,
+        *,
+        burst: bool,
+        session_of: API | None = None,
     ) -> None:
         self.settings = settings
+        self.session_of = session_of  # the supervisor's login, shared by the workers it forks
         self.shutdown = shutdown
         self.notifier = notifier
         self.burst = burst
@@ -168,7 +176,13 @@ class Supervisor:
             settings = self.settings
             if settings.worker_id:  # one name per process, so the server tells them apart
                 settings = dataclasses.replace(settings, worker_id=f"{settings.worker_id}-{number}")
-            code = run_worker(settings, shutdown=shutdown, reporter=reporter, burst=self.burst)
+            code = run_worker(
+                settings,
+                shutdown=shutdown,
+                reporter=reporter,
+                burst=self.burst,
+                session_of=self.session_of,
+            )
         except BaseException:
             _log.exception("worker process failed")
         return code
