@@ -106,7 +106,7 @@ def _setup(data_dir: Path, lease_grace: int | None = None) -> None:
     os.environ["MLWORKER_SERVER_DATA_DIR"] = str(data_dir.resolve())
     if lease_grace is not None:
         os.environ["MLWORKER_SERVER_LEASE_GRACE"] = str(lease_grace)
-    os.environ["DJANGO_SETTINGS_MODULE"] = "server.settings"
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "server.settings")  # as manage.py does
     import django
     from django.core.exceptions import ImproperlyConfigured
     from django.core.management import call_command

@@ -3,7 +3,7 @@
 ``start_server`` (module scope) is a factory::
 
     def test_something(start_server):
-        server = start_server(demo=True, lease_grace=60, data_dir=None, env=None)
+        server = start_server(demo=True, lease_grace=60, data_dir=None, env=None, fresh=False)
         api = server.api("backend", "foobar")       # a logged-in worker.api.API
         server.add_user("alice", "secret")          # mlworker-server adduser, password file
         server.add_students("eve", "fay")           # passwords eve-password, fay-password
@@ -15,9 +15,12 @@
 
 Each call starts the server as ``worker.reference_server`` does (the demo and the benchmarks
 use the same module): ``mlworker-server run --bind 127.0.0.1:0 --data-dir <dir>`` (``--demo``
-when asked: accounts ``backend``/``foobar`` (admin) and ``student``/``student``) with a fresh
+when asked: accounts ``backend``/``foobar`` (admin) and ``student``/``student``) with a new
 SQLite database in a temporary directory unless ``data_dir`` is given (``env`` adds variables
-to the server's and its CLI's environment, e.g. ``{"DATABASE_URL": ...}``), reads the port
+to the server's and its CLI's environment, e.g. ``{"DATABASE_URL": ...}``). As Django's own
+test runner does, each test process migrates (and seeds) a database once, by a real start,
+and copies it into each new directory; ``fresh=True`` starts from an empty file instead.
+The servers use ``server_test_settings`` (a fast password hasher). The fixture reads the port
 from the server's ready line (``server.port``, ``server.url``), waits until ``GET login/``
 answers (with a deadline; a server that dies early fails the test with its log), and stops it
 with SIGTERM at the end of the module. The server's output goes to ``<data_dir>/server.log``.
@@ -26,6 +29,8 @@ with SIGTERM at the end of the module. The server's output goes to ``<data_dir>/
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -47,6 +52,11 @@ from worker.reference_server import (
 __all__ = ["RunningServer", "free_port", "server_command", "server_env"]
 
 server_env = clean_environment
+TESTS = Path(__file__).parent
+FAST_LOGINS = {
+    "DJANGO_SETTINGS_MODULE": "server_test_settings",
+    "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")])),
+}
 
 
 def server_command() -> list[str]:
@@ -67,6 +77,7 @@ class RunningServer(ReferenceServer):
     def __init__(
         self, data_dir: Path, *, demo: bool, lease_grace: int, env: Mapping[str, str] | None = None
     ) -> None:
+        env = {**FAST_LOGINS, **(env or {})}
         super().__init__(data_dir, demo=demo, lease_grace=lease_grace, env=env)
         self.clients: list[API] = []
 
@@ -146,9 +157,36 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         )
 
 
+@pytest.fixture(scope="session")
+def database_template(tmp_path_factory: pytest.TempPathFactory) -> Callable[[bool], Path]:
+    """The SQLite files of a migrated database (seeded with the demo if asked), made once.
+
+    Made by a real ``run`` (``--demo``) and its graceful stop: a migration or a seed that
+    fails fails every test that starts a server.
+    """
+    made: dict[bool, Path] = {}
+
+    def template(demo: bool) -> Path:
+        if demo not in made:
+            directory = tmp_path_factory.mktemp("demo-template" if demo else "template")
+            with RunningServer(directory, demo=demo, lease_grace=60):
+                pass
+            made[demo] = directory
+        return made[demo]
+
+    return template
+
+
+def copy_database(template: Path, directory: Path) -> None:
+    """Copy a stopped server's SQLite database (its write-ahead log too, if one is left)."""
+    for name in ("db.sqlite3", "db.sqlite3-wal"):
+        if (template / name).exists():
+            shutil.copyfile(template / name, directory / name)
+
+
 @pytest.fixture(scope="module")
 def start_server(
-    tmp_path_factory: pytest.TempPathFactory,
+    tmp_path_factory: pytest.TempPathFactory, database_template: Callable[[bool], Path]
 ) -> Iterator[Callable[..., RunningServer]]:
     """Factory of running servers; all are stopped when the module's tests are done."""
     servers: list[RunningServer] = []
@@ -158,8 +196,11 @@ def start_server(
         lease_grace: int = 60,
         data_dir: Path | None = None,
         env: Mapping[str, str] | None = None,
+        fresh: bool = False,
     ) -> RunningServer:
         directory = data_dir or tmp_path_factory.mktemp("server")
+        if data_dir is None and not fresh and "DATABASE_URL" not in (env or {}):
+            copy_database(database_template(demo), directory)
         server = RunningServer(directory, demo=demo, lease_grace=lease_grace, env=env)
         servers.append(server)
         server.start()

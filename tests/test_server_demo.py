@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -14,6 +15,13 @@ from worker.api import API
 from worker.errors import NotFoundError, PermissionDeniedError
 
 pytestmark = pytest.mark.slow  # a real server process per module
+
+
+@pytest.fixture(scope="module")
+def demo_server(start_server: Callable[..., RunningServer]) -> RunningServer:
+    """A demo server seeded by its own first start (not a copy of another's database)."""
+    return start_server(demo=True, fresh=True)
+
 
 DATASETS = {
     "iris": "classification",

@@ -1,19 +1,22 @@
 """Several worker processes on one machine, under one supervisor.
 
 Neither the supervisor nor the workers it forks import scikit-learn or
-matplotlib: only each worker's job forkserver does (`worker.execute`), so
-the supervisor forks its workers within a fraction of a second. Like gunicorn's arbiter, it restarts
-a worker that dies (waiting longer after each quick death, so a crash loop
-does not spin), passes stop signals on with the same two-stage meaning
-(the first lets running jobs finish, the second aborts them), and stops for
-good on a boot failure: a worker exiting 78 (its login refused) ends the
-supervisor with 78 instead of being respawned forever. Like gunicorn's
-worker timeout, it kills the one worker that stopped reporting for longer
-than `worker_timeout` (a deadlock, a stopped process); it is restarted like a
-dead one, its job comes back through the server's lease, and the others go
-on. It alone speaks to systemd: READY=1 once logged in, STATUS= with what
-each worker does, WATCHDOG=1 while its own loop turns (and no worker it
-killed lingers), STOPPING=1 on the way out.
+matplotlib: only each worker's job forkserver does (`worker.execute`), so the
+supervisor forks its workers within a fraction of a second. It starts
+multiprocessing's resource tracker before the fork, and the workers share
+that one tracker (each would otherwise start its own, 6.6 MB apiece), as
+they share its login (the server checks the password once).
+Like gunicorn's arbiter, it restarts a worker that dies (waiting longer after
+each quick death, so a crash loop does not spin), passes stop signals on with
+the same two-stage meaning (the first lets running jobs finish, the second
+aborts them), and stops for good on a boot failure: a worker exiting 78 (its
+login refused) ends the supervisor with 78 instead of being respawned forever.
+Like gunicorn's worker timeout, it kills the one worker that stopped reporting
+for longer than `worker_timeout` (a deadlock, a stopped process); it is
+restarted like a dead one, its job comes back through the server's lease, and
+the others go on. It alone speaks to systemd: READY=1 once logged in, STATUS=
+with what each worker does, WATCHDOG=1 while its own loop turns (and no worker
+it killed lingers), STOPPING=1 on the way out.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import select
 import signal
 import time
 from dataclasses import dataclass, field
+from multiprocessing import resource_tracker
 
 import structlog
 
@@ -78,6 +82,7 @@ class Slot:
 
 def supervise(settings: Settings, *, burst: bool = False) -> int:
     """Run `settings.processes` workers until stopped; the exit status of the whole."""
+    resource_tracker.ensure_running()  # one for the machine: the forked workers reuse it
     shutdown = Shutdown()
     shutdown.install()
     notifier = Notifier.from_environ()
