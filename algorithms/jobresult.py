@@ -1,9 +1,10 @@
 """What a job sends back, as plain values: `JobResult` and its `Picture`s.
 
-Apart from `algorithms.run` and `algorithms.pictures`, which make them,
-because the worker's own process unpickles these from its job processes:
-importing this module loads neither numpy nor scikit-learn nor matplotlib, so
-a worker process that never runs an algorithm never pays for their imports.
+Kept apart from `algorithms.run` and `algorithms.pictures`, which make
+them, because the worker's own process unpickles them from its job
+processes: importing this module loads neither numpy nor scikit-learn nor
+matplotlib, so a worker process, which never runs an algorithm, never pays
+for their imports.
 """
 
 from __future__ import annotations
