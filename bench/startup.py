@@ -55,11 +55,11 @@ def role(stat: ProcStat, parents: dict[int, int], root: int) -> str:
     """Which of `ROLES` a process of the worker's tree is."""
     if stat.pid == root:
         return "supervisor"
+    command = command_line(stat.pid)
+    if "resource_tracker" in command:  # the supervisor's, or each worker's
+        return "resource trackers"
     if stat.ppid == root:
         return "workers"
-    command = command_line(stat.pid)
-    if "resource_tracker" in command:
-        return "resource trackers"
     if "forkserver" in command_line(parents.get(stat.pid, 0)):
         return "job processes"  # forked by the forkserver: it has the same command line
     return "job forkservers"
