@@ -42,6 +42,7 @@ from sklearn.decomposition import PCA
 from algorithms.chart import HEIGHT, WIDTH, Entry, Plot, data_limits, legend
 from algorithms.colouring import Categories, colouring_for
 from algorithms.dataset import SETS, Dataset
+from algorithms.jobresult import Picture
 from algorithms.raster import Raster
 from algorithms.summaries import confusion_matrix, predicted_vs_true
 
@@ -53,14 +54,6 @@ MAX_PNG_BYTES = 5 * 2**20
 GRID_RESOLUTION = 100  # predictions per axis for regions and surfaces
 MARKERS = {"training": "o", "test": "s", "validation": "^"}
 _SET_OFFSET = {"training": 0.0, "test": -0.15, "validation": 0.15}  # rows of 1-feature plots
-
-
-@dataclass(frozen=True)
-class Picture:
-    """One PNG picture of a result; ``name`` is its file name, e.g. "decision_regions.png"."""
-
-    name: str
-    png: bytes
 
 
 class _CannotDraw(Exception):

@@ -19,7 +19,6 @@ import functools
 import time
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -29,8 +28,9 @@ from threadpoolctl import ThreadpoolController
 from algorithms.catalog import default_registry
 from algorithms.dataset import SETS, Dataset
 from algorithms.errors import AlgorithmError
+from algorithms.jobresult import JobResult, Picture
 from algorithms.params import build_estimator
-from algorithms.pictures import Picture, draw_pictures
+from algorithms.pictures import draw_pictures
 from algorithms.registry import Algorithm, Registry
 from algorithms.scoring import score_predictions
 
@@ -39,19 +39,6 @@ __all__ = ["JobResult", "run_algorithm"]
 # Parameters that count clusters, components or neighbours: none can exceed the points.
 _COUNT_PARAMS = ("n_clusters", "n_components", "n_neighbors")
 _WARNING_LENGTH = 240
-
-
-@dataclass(frozen=True)
-class JobResult:
-    """Everything a job sends back: labels per set, scores, pictures and warnings."""
-
-    labels: dict[str, list[Any]]
-    score_test: float
-    score_validation: float
-    extra_scores_test: dict[str, float]
-    extra_scores_validation: dict[str, float]
-    pictures: tuple[Picture, ...]
-    warnings: tuple[str, ...]
 
 
 def run_algorithm(

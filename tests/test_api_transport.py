@@ -87,6 +87,20 @@ def test_an_expired_session_is_renewed_once_and_the_call_repeated() -> None:
     assert app.calls[-4:] == ["GET datasets/", "GET login/", "POST login/", "GET datasets/"]
 
 
+def test_a_client_sharing_a_session_sends_its_cookie_and_logs_in_only_once_it_expired() -> None:
+    """session_of: no login at construction; calls carry that session; a 401 logs in anew."""
+    app = LoginApp()
+    first = API("backend", "right", HOST, adapter=MockAdapter(app), retry_for=0)
+    shared = API("backend", "right", HOST, adapter=MockAdapter(app), retry_for=0, session_of=first)
+    assert app.calls == ["GET login/", "POST login/"]
+    assert shared.get_datasets() == {1: {"name": "iris"}}
+    assert (app.sessions, app.calls[-1]) == (1, "GET datasets/")
+    app.expire_next = True
+    assert shared.get_datasets() == {1: {"name": "iris"}}
+    assert app.sessions == 2
+    assert app.calls[-3:] == ["GET login/", "POST login/", "GET datasets/"]
+
+
 def test_answers_become_the_typed_errors_with_the_servers_sentence() -> None:
     """404 is NotFoundError with the server's words; 503 is TransientError with Retry-After."""
     api = API("backend", "right", HOST, adapter=MockAdapter(LoginApp()), retry_for=0)

@@ -334,3 +334,33 @@ def test_job_dies_with_a_killed_worker(tmp_path: Path) -> None:
     finally:
         worker.kill()
         worker.wait()
+
+
+LIGHT_WORKER_SCRIPT = """
+import json, sys
+from algorithms.dataset import Dataset
+from worker import cli, commands, daemon, supervisor
+from worker.execute import JobRunner, JobSpec
+
+if __name__ == "__main__":
+    info, points = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+    job = JobSpec(1, "knn", {}, Dataset.from_points(info, points))
+    with JobRunner() as runner:
+        outcome = runner.run(job, time_limit=600)
+    loaded = {name.split(".")[0] for name in sys.modules}
+    heavy = sorted(loaded & {"sklearn", "scipy", "matplotlib"})
+    pictures = len(outcome.result.pictures)
+    print(json.dumps({"kind": outcome.kind, "pictures": pictures, "heavy": heavy}))
+"""
+
+
+def test_the_worker_process_never_imports_scikit_learn_or_matplotlib() -> None:
+    """The supervisor's and worker's modules, and a job's result with pictures, leave them out."""
+    done = subprocess.run(
+        [sys.executable, "-c", LIGHT_WORKER_SCRIPT, json.dumps(INFO), json.dumps(iris_points())],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )
+    assert json.loads(done.stdout) == {"kind": "success", "pictures": 2, "heavy": []}

@@ -70,6 +70,10 @@ class API:
             for the first call (which then raises what the login would).
         adapter: the ``requests`` transport adapter to send through instead
             of real HTTP (``worker.testing.MockAdapter`` in tests).
+        session_of: a logged-in client of the same account whose session
+            (its cookies) this one shares instead of logging in, as a process
+            forked after that login may: no password check on the server
+            until the session expires, then a login of its own.
 
     Raises:
         AuthenticationError: the server refused the login.
@@ -98,6 +102,7 @@ class API:
         interrupted: Callable[[], bool] | None = None,
         login_now: bool = True,
         adapter: BaseAdapter | None = None,
+        session_of: API | None = None,
     ) -> None:
         self.host = host
         self.username = username
@@ -112,7 +117,10 @@ class API:
         self._may_login_again = False
         self._login_due = not login_now
         self._finish_lacking_since: float | None = None  # when jobs/<id>/finish/ was unknown
-        if login_now:
+        if session_of is not None:
+            self._transport.session.cookies.update(session_of._transport.session.cookies)
+            self._may_login_again, self._login_due = True, False
+        elif login_now:
             self._authenticate()
 
     def __repr__(self) -> str:

@@ -46,16 +46,27 @@ class BootError(Exception):
 
 
 def run_worker(
-    settings: Settings, *, shutdown: Shutdown, reporter: Reporter, burst: bool = False
+    settings: Settings,
+    *,
+    shutdown: Shutdown,
+    reporter: Reporter,
+    burst: bool = False,
+    session_of: API | None = None,
 ) -> int:
-    """Run one worker process until a stop signal (or, with `burst`, until no job is left)."""
+    """Run one worker process until a stop signal (or, with `burst`, until no job is left).
+
+    With `session_of` (the supervisor's login, inherited by the fork) the
+    worker shares that session instead of logging in again.
+    """
     worker_id = settings.worker_id or default_worker_id()
     log = _log.bind(worker_id=worker_id)
     if settings.startup_jitter > 0:
         shutdown.sleep(random.uniform(0, settings.startup_jitter))  # noqa: S311 - spreading a fleet
+    runner = JobRunner(jobs_per_process=settings.jobs_per_process)
     try:
         outbox, cache = open_storage(settings)
-        api = connect(settings, worker_id, shutdown, reporter)
+        runner.launch()  # the job forkserver imports scikit-learn while we log in
+        api = connect(settings, worker_id, shutdown, reporter, session_of=session_of)
     except BootError as exc:
         log.error("cannot start", reason=str(exc))
         return os.EX_CONFIG
@@ -70,7 +81,7 @@ def run_worker(
         idle_check=settings.poll_max,
         reporter=reporter,
     )
-    with JobRunner(jobs_per_process=settings.jobs_per_process) as runner:
+    with runner:
         deliverer.start()
         reporter.report(Ready())
         log.info("worker ready", host=settings.host, spool=str(settings.spool_dir))
@@ -123,10 +134,16 @@ def _reason(exc: OSError) -> str:
 
 
 def connect(
-    settings: Settings, worker_id: str, shutdown: Shutdown, reporter: Reporter
+    settings: Settings,
+    worker_id: str,
+    shutdown: Shutdown,
+    reporter: Reporter,
+    *,
+    session_of: API | None = None,
 ) -> API | None:
     """Log in, probing at the idle maximum while the server is away.
 
+    With `session_of`, share that client's session instead: nothing is sent.
     Returns None when a stop signal came first; raises BootError when the
     server refuses the account (wrong password, no admin rights).
     """
@@ -137,6 +154,7 @@ def connect(
                 worker_id,
                 retry_for=settings.poll_max,
                 interrupted=lambda: shutdown.stopping,
+                session_of=session_of,
             )
         except AuthenticationError as exc:
             raise BootError(
@@ -153,7 +171,12 @@ def connect(
 
 
 def _session(
-    settings: Settings, worker_id: str, *, retry_for: float, interrupted: Callable[[], bool]
+    settings: Settings,
+    worker_id: str,
+    *,
+    retry_for: float,
+    interrupted: Callable[[], bool],
+    session_of: API | None = None,
 ) -> API:
     return API(
         settings.username,
@@ -163,6 +186,7 @@ def _session(
         retry_for=retry_for,
         worker_id=worker_id,
         interrupted=interrupted,
+        session_of=session_of,
     )
 
 

@@ -73,7 +73,7 @@ from multiprocessing.process import BaseProcess
 from multiprocessing.reduction import ForkingPickler
 from typing import Literal
 
-from algorithms.run import JobResult
+from algorithms.jobresult import JobResult
 from worker import jobproc
 from worker.jobproc import Finished, JobSpec, Ready, Started
 
@@ -96,12 +96,14 @@ OutcomeKind = Literal[
 
 #: Modules the forkserver imports once (those not installed are skipped). The
 #: job process re-runs a console script's `__main__` (multiprocessing does), so
-#: `worker.cli` is preloaded to make that a lookup in `sys.modules`.
+#: `worker.cli` is preloaded to make that a lookup in `sys.modules`. Not
+#: `matplotlib.pyplot`: our pictures draw without it (matplotlib's fonts, ticks
+#: and colormaps come with `algorithms.run`), and it is a fifth of the
+#: forkserver's start; a plugin that uses pyplot imports it once per job process.
 DEFAULT_PRELOAD = (
     "numpy",
     "scipy",
     "sklearn",
-    "matplotlib.pyplot",
     "algorithms.run",
     "algorithms.builtin",
     "algorithms.plugins",
@@ -202,6 +204,18 @@ class JobRunner:
 
     def __exit__(self, *_exc: object) -> None:
         self.close()
+
+    def launch(self) -> None:
+        """Start the forkserver's imports now and return at once; `start` waits for them.
+
+        The worker logs in meanwhile, so the login's round trips and the
+        server's password check overlap the imports. A forkserver launched
+        and never used ends when this process does (it watches a pipe that
+        only this process holds).
+        """
+        self._context.set_forkserver_preload(self._preload)
+        with jobproc.job_environment():  # starts the forkserver if it is not running
+            multiprocessing.forkserver.ensure_running()
 
     def start(self) -> None:
         """Start the forkserver and the first job process now, and wait until it is ready.
@@ -319,9 +333,7 @@ class JobRunner:
             daemon=True,
         )
         try:
-            self._context.set_forkserver_preload(self._preload)
-            with jobproc.job_environment():  # starts the forkserver if it is not running
-                multiprocessing.forkserver.ensure_running()
+            self.launch()
             process.start()
         finally:
             jobs_reader.close()

@@ -44,11 +44,9 @@ from multiprocessing import parent_process
 from multiprocessing.connection import Connection, wait
 from typing import Any, Literal, NoReturn
 
-from algorithms.catalog import default_registry
 from algorithms.dataset import Dataset
 from algorithms.errors import AlgorithmError
-from algorithms.run import JobResult, run_algorithm
-from worker import jobstate
+from algorithms.jobresult import JobResult
 from worker.sdnotify import NOTIFY_ENV_VARS
 from worker.threads import THREAD_VARIABLES
 
@@ -148,6 +146,12 @@ def _set_environment(values: Mapping[str, str | None]) -> None:
 
 def main(jobs: Connection, reports: Connection) -> NoReturn:
     """Warm up, then run each `(JobSpec, memory_limit)` from `jobs` until told to stop."""
+    # Imported here: the worker's own process imports this module for its messages and must
+    # not load scikit-learn for them. The forkserver has preloaded these modules, so in a
+    # job process each import is a look-up in `sys.modules`.
+    from algorithms.catalog import default_registry
+    from worker import jobstate
+
     os.setsid()
     _die_with_parent()
     with suppress(Exception):  # a broken registry fails the job instead, with its message
@@ -181,6 +185,8 @@ def main(jobs: Connection, reports: Connection) -> NoReturn:
 
 def _run(job: JobSpec, reports: Connection, started: float) -> Finished:
     """Run the algorithm; turn every failure into a report."""
+    from algorithms.run import run_algorithm  # preloaded: see `main`
+
     kind: ReportKind = "success"
     message = ""
     result: JobResult | None = None

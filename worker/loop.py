@@ -33,7 +33,7 @@ import structlog
 
 from algorithms.dataset import Dataset
 from algorithms.errors import DatasetError
-from algorithms.run import JobResult
+from algorithms.jobresult import JobResult
 from worker.backoff import RETRY_AFTER_MAX, Backoff
 from worker.cache import DatasetCache
 from worker.claims import Claimer

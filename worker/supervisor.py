@@ -1,8 +1,11 @@
 """Several worker processes on one machine, under one supervisor.
 
-The supervisor imports numpy and scikit-learn once and starts multiprocessing's
-resource tracker, then forks the workers, which share those pages copy-on-write
-and that one tracker (each would otherwise start its own, 6.6 MB apiece).
+Neither the supervisor nor the workers it forks import scikit-learn or
+matplotlib: only each worker's job forkserver does (`worker.execute`), so the
+supervisor forks its workers within a fraction of a second. It starts
+multiprocessing's resource tracker before the fork, and the workers share
+that one tracker (each would otherwise start its own, 6.6 MB apiece), as
+they share its login (the server checks the password once).
 Like gunicorn's arbiter, it restarts a worker that dies (waiting longer after
 each quick death, so a crash loop does not spin), passes stop signals on with
 the same two-stage meaning (the first lets running jobs finish, the second
@@ -29,6 +32,7 @@ from multiprocessing import resource_tracker
 
 import structlog
 
+from worker.api import API
 from worker.config import Settings
 from worker.daemon import BootError, connect, run_worker
 from worker.defaults import default_worker_id
@@ -78,11 +82,6 @@ class Slot:
 
 def supervise(settings: Settings, *, burst: bool = False) -> int:
     """Run `settings.processes` workers until stopped; the exit status of the whole."""
-    import numpy  # noqa: F401 - imported once here, shared by the forked workers
-    import sklearn  # noqa: F401
-
-    import algorithms.builtin  # noqa: F401
-
     resource_tracker.ensure_running()  # one for the machine: the forked workers reuse it
     shutdown = Shutdown()
     shutdown.install()
@@ -94,9 +93,9 @@ def supervise(settings: Settings, *, burst: bool = False) -> int:
         return os.EX_CONFIG
     if api is None:
         return os.EX_OK
-    api.close()
+    api.close()  # its connections; the workers share its session
     try:
-        supervisor = Supervisor(settings, shutdown, notifier, burst=burst)
+        supervisor = Supervisor(settings, shutdown, notifier, burst=burst, session_of=api)
     except ConfigError as exc:
         _log.error("cannot start", reason=str(exc))
         return os.EX_CONFIG
@@ -107,9 +106,16 @@ class Supervisor:
     """The main loop: spawn, reap, restart, relay signals and reports."""
 
     def __init__(
-        self, settings: Settings, shutdown: Shutdown, notifier: Notifier, *, burst: bool
+        self,
+        settings: Settings,
+        shutdown: Shutdown,
+        notifier: Notifier,
+        *,
+        burst: bool,
+        session_of: API | None = None,
     ) -> None:
         self.settings = settings
+        self.session_of = session_of  # the supervisor's login, shared by the workers it forks
         self.shutdown = shutdown
         self.notifier = notifier
         self.burst = burst
@@ -175,7 +181,13 @@ class Supervisor:
             settings = self.settings
             if settings.worker_id:  # one name per process, so the server tells them apart
                 settings = dataclasses.replace(settings, worker_id=f"{settings.worker_id}-{number}")
-            code = run_worker(settings, shutdown=shutdown, reporter=reporter, burst=self.burst)
+            code = run_worker(
+                settings,
+                shutdown=shutdown,
+                reporter=reporter,
+                burst=self.burst,
+                session_of=self.session_of,
+            )
         except BaseException:
             _log.exception("worker process failed")
         return code
