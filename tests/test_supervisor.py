@@ -39,6 +39,7 @@ pytestmark = pytest.mark.slow
 
 LEASE = 15  # seconds: the time limit of the job whose worker is killed (no lease grace)
 STARTUP = 120.0  # seconds for three workers to start their job runners on a loaded machine
+SESSIONS = "from django.contrib.sessions.models import Session; print(Session.objects.count())"
 BATCH: list[tuple[str, str, Mapping[str, Any]]] = [
     ("knn", "iris", {"n_neighbors": 5}),
     ("decision_tree", "moons", {"max_depth": 4}),
@@ -73,6 +74,7 @@ def test_three_processes_share_a_batch_once_and_a_killed_worker_is_replaced(
     gated = ("test_gate", "moons", {"gate": "held"})
     held = submit_jobs(admin, [(*gated, LEASE)]) + submit_jobs(admin, [gated, gated])
     batch = submit_jobs(admin, BATCH)
+    logins = int(server.shell(SESSIONS))
     with start_fleet(tmp_path, server.url, gates, 3) as fleet:
         wait_for(lambda: len(gates.started("held")) == 3, "three held jobs", STARTUP)
         # A worker runs one job at a time: three jobs at once are three processes at work.
@@ -104,6 +106,8 @@ def test_three_processes_share_a_batch_once_and_a_killed_worker_is_replaced(
     assert fleet.events("worker exited", pid=victim, exit_status=-signal.SIGKILL)
     assert len(fleet.events("worker started")) == 4
     assert spooled(tmp_path) == 0
+    # The supervisor logged in once for its three first workers; the replacement by itself.
+    assert int(server.shell(SESSIONS)) - logins == 2
 
 
 def test_ctrl_c_lets_running_jobs_finish_and_a_second_signal_aborts_them(

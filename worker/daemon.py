@@ -74,8 +74,12 @@ def run_worker(
         return os.EX_OK
     deliverer = Deliverer(
         outbox,
-        lambda interrupted: _session(
-            settings, worker_id, retry_for=DELIVERY_RETRY_SECONDS, interrupted=interrupted
+        lambda interrupted: _session(  # a client of its own, on the same login
+            settings,
+            worker_id,
+            retry_for=DELIVERY_RETRY_SECONDS,
+            interrupted=interrupted,
+            session_of=api,
         ),
         Backoff(settings.poll_min, settings.poll_max),
         idle_check=settings.poll_max,

@@ -154,16 +154,22 @@ class Supervisor:
         return self._exit
 
     def _spawn(self, slot: Slot) -> None:
+        """Fork a worker; only a slot's first shares the supervisor's login.
+
+        A restarted worker logs in by itself: the shared session may have
+        expired since, and a password changed meanwhile must end it with 78.
+        """
+        session = self.session_of if slot.started == 0.0 else None
         pid = os.fork()
         if pid == 0:  # the worker: never returns
-            os._exit(self._worker_main(slot.number))
+            os._exit(self._worker_main(slot.number, session))
         with contextlib.suppress(OSError):  # also here, against a race; the child may be gone
             os.setpgid(pid, pid)
         slot.pid, slot.started, slot.last_seen, slot.status = pid, time.monotonic(), 0, "starting"
         slot.killed_at = 0.0
         _log.info("worker started", slot=slot.number, pid=pid)
 
-    def _worker_main(self, number: int) -> int:
+    def _worker_main(self, number: int, session: API | None) -> int:
         code = 1
         try:
             # A process group of its own: a terminal's Ctrl-C goes to the foreground group,
@@ -186,7 +192,7 @@ class Supervisor:
                 shutdown=shutdown,
                 reporter=reporter,
                 burst=self.burst,
-                session_of=self.session_of,
+                session_of=session,
             )
         except BaseException:
             _log.exception("worker process failed")
