@@ -52,6 +52,16 @@ class Dataset:
     test: Split
     validation: Split
 
+    @property
+    def nbytes(self) -> int:
+        """What its arrays and ids take, in bytes (the labels' Python objects not counted)."""
+        total = 0
+        for split in (self.training, self.test, self.validation):
+            total += split.X.nbytes + 8 * len(split.ids)
+            if split.y is not None:
+                total += split.y.nbytes
+        return total
+
     def split(self, name: str) -> Split:
         """The split called ``name`` (``training``, ``test`` or ``validation``)."""
         if name not in SETS:

@@ -131,8 +131,9 @@ INFO = {"name": "d", "task": "classification", "features": ["x", "y"], "target":
 
 
 def test_memo_is_bounded(tmp_path: Path) -> None:
-    """The in-process memo keeps only the most recently used built datasets."""
-    cache = DatasetCache(tmp_path, memo_size=2)
+    """The in-process memo keeps only the most recently used built datasets, by their bytes."""
+    one = Dataset.from_points(INFO, make_points(9)).nbytes
+    cache = DatasetCache(tmp_path, memo_bytes=2 * one)
     info = {**INFO, "version": "v"}
     fetchers = {i: Fetcher(make_points(9, shift=i)) for i in (1, 2, 3)}
     for dataset_id, fetch in fetchers.items():
@@ -142,6 +143,29 @@ def test_memo_is_bounded(tmp_path: Path) -> None:
     cache.dataset(3, info, fetchers[3])
     cache.dataset(1, info, fetchers[1])
     assert [f.calls for f in fetchers.values()] == [2, 1, 1]
+
+
+def test_memo_keeps_many_small_datasets(tmp_path: Path) -> None:
+    """By default a course's stream of ten small datasets is read from disk once each."""
+    cache = DatasetCache(tmp_path)
+    info = {**INFO, "version": "v"}
+    fetchers = {i: Fetcher(make_points(150, shift=i)) for i in range(10)}
+    for dataset_id, fetch in fetchers.items():
+        cache.dataset(dataset_id, info, fetch)
+    for path in cache.directory.glob("*.json"):
+        path.unlink()
+    for dataset_id, fetch in fetchers.items():
+        cache.dataset(dataset_id, info, fetch)
+    assert [f.calls for f in fetchers.values()] == [1] * 10
+
+
+def test_memo_keeps_the_latest_dataset_whatever_its_size(tmp_path: Path) -> None:
+    """A dataset larger than the bound is still built once while it is the one in use."""
+    cache = DatasetCache(tmp_path, memo_bytes=1)
+    fetch = Fetcher(make_points(30))
+    first = cache.dataset(1, {**INFO, "version": "v"}, fetch)
+    assert cache.dataset(1, {**INFO, "version": "v"}, fetch) is first
+    assert fetch.calls == 1
 
 
 def test_built_dataset_is_memoised_per_version_and_info(tmp_path: Path) -> None:
