@@ -18,7 +18,7 @@ import dataclasses
 import functools
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -49,8 +49,12 @@ def run_algorithm(
     seed: int | None,
     registry: Registry | None = None,
     pictures: bool = True,
+    drawing: Callable[[], None] | None = None,
 ) -> JobResult:
     """Fit algorithm ``name`` with ``params`` on ``dataset`` and score its predictions.
+
+    ``drawing`` is called once the labels and scores are known, just before
+    the pictures are drawn: a worker claims its next job meanwhile.
 
     Raises an ``AlgorithmError`` (its message a sentence a student can act on)
     for an unknown algorithm, invalid params, or data the algorithm cannot use.
@@ -74,6 +78,8 @@ def run_algorithm(
         scores = {s: _score(view, s, predictions[s], own_extras) for s in ("test", "validation")}
         drawn: list[Picture] = []
         if pictures:
+            if drawing is not None:
+                drawing()
             drawn, picture_notes = draw_pictures(estimator, view, predictions)
             notes.extend(picture_notes)
     return JobResult(

@@ -214,6 +214,21 @@ FAILURES = [
 ]
 
 
+def test_drawing_is_said_once_the_scores_are_in_and_only_before_pictures(
+    runner: JobRunner, iris: Dataset
+) -> None:
+    """``drawing`` is called once, mid-job, for a job that draws; never for one that does not."""
+    called: list[float] = []
+    outcome = run(runner, spec(iris, "knn", pictures=True), drawing=lambda: called.append(1))
+    assert outcome.ok, outcome.message
+    assert outcome.result is not None
+    assert len(outcome.result.pictures) == 2
+    assert called == [1]
+    outcome = run(runner, spec(iris, "knn"), drawing=lambda: called.append(2))
+    assert outcome.ok, outcome.message
+    assert called == [1]
+
+
 @pytest.mark.parametrize(("algorithm", "limits", "kind", "message"), FAILURES)
 def test_failure_is_reported_and_the_next_job_runs(
     runner: JobRunner,

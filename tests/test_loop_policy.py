@@ -286,8 +286,11 @@ class HoldingServer(FakeJobServer):
         self.status_while_held: list[str] = []
 
     def claim_job(self, wait: float | None = None, *, details: bool = False) -> Claim:
-        """Hand out what is pending; then, as a held long poll would, no job (and a stop)."""
-        if self.pending or self.rig is None:
+        """Hand out what is pending; then, as a held long poll would, no job (and a stop).
+
+        A claim made ahead while a job draws is never held: it gets what is pending, or none.
+        """
+        if self.pending or self.rig is None or wait is None:
             return super().claim_job(wait, details=details)
         self.status_while_held.append(self.rig.reporter.of(Status)[-1].text)
         self.rig.shutdown.request()
@@ -303,3 +306,74 @@ def test_a_held_claim_after_a_job_shows_the_process_idle(tmp_path: Path) -> None
     run.loop.run()
     assert any(status.text.startswith(f"job {job} ") for status in run.reporter.of(Status))
     assert [text.split(";")[0] for text in server.status_while_held] == ["idle"]
+
+
+class CountingServer(FakeJobServer):
+    """Notes, at each claim, how many jobs the loop had finished (spooled and counted)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rig: Rig | None = None
+        self.finished_at_claims: list[int] = []
+
+    def claim_job(self, wait: float | None = None, *, details: bool = False) -> Claim:
+        """As the fake server; first noting how far the loop is."""
+        assert self.rig is not None
+        self.finished_at_claims.append(len(self.rig.reporter.of(JobFinished)))
+        return super().claim_job(wait, details=details)
+
+
+def test_the_next_job_is_claimed_while_the_last_one_draws(tmp_path: Path) -> None:
+    """Each job's successor is claimed before that job is spooled; every job runs once."""
+    server = CountingServer()
+    server.add_dataset(*toy_points())
+    jobs = [server.add_job("knn", 1) for _ in range(3)]
+    run = server.rig = rig(tmp_path, server)
+    run.loop.run(burst=True)
+    assert [call.job.job_id for call in run.loop.runner.runs] == jobs
+    # The first claim, one made ahead during each job (the last finds none), the last claim.
+    assert server.finished_at_claims == [0, 0, 1, 2, 3]
+    assert set(run.delivered()) == set(jobs)
+
+
+def test_a_failed_claim_ahead_is_forgotten_and_the_loop_claims_as_usual(
+    tmp_path: Path, server: FakeJobServer
+) -> None:
+    """A server away during the pictures costs nothing: the next job is claimed after."""
+    jobs = [server.add_job("knn", 1) for _ in range(2)]
+    run = rig(tmp_path, server)
+
+    def away_during_the_pictures(job: JobSpec) -> JobOutcome:
+        if job.job_id == jobs[0]:
+            server.fail_next(TransientError("server away"), call="claim_job")
+        return FakeRunner().run(job, time_limit=60)
+
+    run.loop.runner = FakeRunner(away_during_the_pictures)
+    run.loop.run(burst=True)
+    assert [call.job.job_id for call in run.loop.runner.runs] == jobs
+    assert not run.reporter.of(ServerError)  # the loop's own claims all succeeded
+    assert all(update["success"] for update in run.delivered().values())
+
+
+class StoppingServer(CountingServer):
+    """Hands out the second job (claimed ahead) together with a stop signal."""
+
+    def claim_job(self, wait: float | None = None, *, details: bool = False) -> Claim:
+        """As the fake server; the second claim brings a stop."""
+        claim = super().claim_job(wait, details=details)
+        if self.calls.count("claim_job") == 2 and self.rig is not None:
+            self.rig.shutdown.request()
+        return claim
+
+
+def test_a_job_claimed_ahead_runs_after_a_first_stop(tmp_path: Path) -> None:
+    """A job leased to the worker ahead of time is run, not left to its lease; none follows."""
+    server = StoppingServer()
+    server.add_dataset(*toy_points())
+    first, second, third = (server.add_job("knn", 1) for _ in range(3))
+    run = server.rig = rig(tmp_path, server)
+    run.loop.run()  # not a burst: only the stop ends it
+    assert server.finished_at_claims == [0, 0]  # the second during the first job; none after
+    assert [call.job.job_id for call in run.loop.runner.runs] == [first, second]
+    assert list(server.pending) == [third]
+    assert set(run.delivered()) == {first, second}

@@ -75,7 +75,7 @@ from typing import Literal
 
 from algorithms.jobresult import JobResult
 from worker import jobproc
-from worker.jobproc import Finished, JobSpec, Ready, Started
+from worker.jobproc import Drawing, Finished, JobSpec, Ready, Started
 
 __all__ = ["JobOutcome", "JobRunner", "JobSpec", "JobTimings", "OutcomeKind"]
 
@@ -247,6 +247,7 @@ class JobRunner:
         time_limit: float,
         memory_limit: int | None = None,
         cancel: threading.Event | Callable[[], bool] | None = None,
+        drawing: Callable[[], None] | None = None,
     ) -> JobOutcome:
         """Run `job` in a child process and say how it ended; never raises for the job's sake.
 
@@ -254,6 +255,8 @@ class JobRunner:
         in bytes of address space (it includes the ~0.5 GiB that numpy, scipy
         and scikit-learn map); `cancel` is checked every `TICK` seconds and
         stops the job when set (outcome "cancelled", message "worker shut down").
+        `drawing` is called (in this thread: keep it short) when the job says
+        that only its pictures are left to draw.
         """
         if not time_limit > 0:
             raise ValueError(f"time_limit must be a positive number of seconds, not {time_limit!r}")
@@ -276,7 +279,9 @@ class JobRunner:
         try:
             if current.served >= self._jobs_per_process:
                 self._spare = self._start_job_process()  # warms up during this last job
-            ending = _wait(current, launched + time_limit, _cancel_check(cancel), memory_limit)
+            ending = _wait(
+                current, launched + time_limit, _cancel_check(cancel), memory_limit, drawing
+            )
         finally:
             if self._reusable(current, ending):
                 self._spare = current
@@ -367,6 +372,7 @@ def _wait(
     deadline: float,
     cancelled: Callable[[], bool],
     memory_limit: int | None,
+    drawing: Callable[[], None] | None = None,
 ) -> _Ending:
     """Read the child's messages until it reports, dies, runs out of time or is cancelled."""
     process, reports = current.process, current.reports
@@ -392,6 +398,8 @@ def _wait(
                 return _Ending("finished", started, message, peak)
             if isinstance(message, Started):
                 started = message
+            elif isinstance(message, Drawing) and drawing is not None:
+                drawing()
         elif process.sentinel in ready:
             return _Ending("died", started, None, peak)
 

@@ -17,10 +17,11 @@ is done while the worker is busy elsewhere:
 With each job come the limits: `RLIMIT_AS` caps the address space (the memory
 limit) and `RLIMIT_CORE` 0 stops a crashing algorithm from writing a core file.
 The child sends `Started` (for phase timings), runs the algorithm on the
-dataset the job brings, built, puts the global state back, and sends
-`Finished` (the result, or why it failed, and whether the process is fit for
-another job). Then it waits for the next job, or exits at once when it is not
-fit, or when the runner closes its end of the pipe: the runner decides.
+dataset the job brings, built (saying `Drawing` when only the pictures are
+left), puts the global state back, and sends `Finished` (the result, or why
+it failed, and whether the process is fit for another job). Then it waits
+for the next job, or exits at once when it is not fit, or when the runner
+closes its end of the pipe: the runner decides.
 Exception objects never cross the pipe, only strings: an algorithm's
 exception may not pickle.
 
@@ -103,6 +104,17 @@ class Ready:
 @dataclass(frozen=True)
 class Started:
     """A job's first message: the job (its dataset unpickled) arrived at `at`; the run begins."""
+
+    at: float
+
+
+@dataclass(frozen=True)
+class Drawing:
+    """Sent during a job: its labels and scores are known, its pictures are being drawn.
+
+    The worker claims its next job meanwhile: a job claimed this early waits
+    only for the pictures, never for a long fit.
+    """
 
     at: float
 
@@ -196,7 +208,12 @@ def _run(job: JobSpec, reports: Connection, started: float) -> Finished:
     try:
         reports.send(Started(at=started))
         result = run_algorithm(
-            job.algorithm, job.params, job.dataset, seed=job.seed, pictures=job.pictures
+            job.algorithm,
+            job.params,
+            job.dataset,
+            seed=job.seed,
+            pictures=job.pictures,
+            drawing=lambda: reports.send(Drawing(at=time.monotonic())),
         )
     except MemoryError:
         # Nothing is built here: the traceback still holds the algorithm's frames

@@ -9,7 +9,9 @@ arrays once per version, here, not in every job process); runs the job in a
 child process (`worker.execute`); and hands its `Result` to delivery, which
 spools it and sends it from a thread of its own. Every claimed job ends
 through one path (`_finish`), whether it ran or was refused before running,
-with one of the counted `OutcomeKind`s. A server that is away makes the
+with one of the counted `OutcomeKind`s. While a job draws its pictures, the next one is
+claimed (`worker.claims.ClaimAhead`) and run right after it, even after a first stop
+signal: it is leased to this worker. A server that is away makes the
 loop probe at the idle maximum; it never exits for it. Stop signals reach
 the loop through `Shutdown`: the first ends the claiming, the second aborts
 the running job, whose failure ("worker shut down") is spooled like any
@@ -26,7 +28,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import structlog
@@ -36,7 +38,7 @@ from algorithms.errors import DatasetError
 from algorithms.jobresult import JobResult
 from worker.backoff import RETRY_AFTER_MAX, Backoff
 from worker.cache import DatasetCache
-from worker.claims import Claimer
+from worker.claims import ClaimAhead, Claimer
 from worker.config import Settings
 from worker.delivery import Deliverer
 from worker.details import JobDetails, JobFailed, check_info, parse_details
@@ -86,6 +88,7 @@ class JobLoop:
     cache: DatasetCache
     shutdown: Shutdown
     reporter: Reporter
+    _ahead: ClaimAhead | None = field(default=None, init=False, repr=False)
 
     def run(self, *, burst: bool = False) -> None:
         """Claim and run jobs until a stop signal (or, with `burst`, no job is left)."""
@@ -96,8 +99,16 @@ class JobLoop:
             long_poll=self.settings.long_poll,
             idle=Backoff(self.settings.poll_min, self.settings.poll_max),
         )
-        while not self.shutdown.stopping:
+        self._ahead = ahead = ClaimAhead(self.api)
+        while True:
             self._heartbeat()
+            early = ahead.take(self.shutdown, self._heartbeat)
+            if early is not None and early.job is not None:
+                claimer.reset()
+                self._process(early.job, early.details)
+                continue
+            if self.shutdown.stopping:
+                return
             if not self.results.writable():
                 self._status("spool full or read-only: claiming no job")
                 _log.warning("the spool cannot take a result; claiming no job until it can")
@@ -160,6 +171,7 @@ class JobLoop:
             time_limit=details.time_limit,
             memory_limit=self.settings.memory_limit,
             cancel=self._cancel,
+            drawing=self._claim_ahead,
         )
         result = result_of(job_id, outcome)
         return _Ended(
@@ -256,6 +268,11 @@ class JobLoop:
             raise JobFailed(
                 f"dataset {dataset_id} holds values nested too deeply to read"
             ) from None
+
+    def _claim_ahead(self) -> None:
+        """Called while a job draws its pictures: claim the next one meanwhile, if claiming."""
+        if self._ahead is not None and not self.shutdown.stopping and self.results.writable():
+            self._ahead.start()
 
     def _cancel(self) -> bool:
         """Polled by the runner during a job: keeps the heartbeat going, reports an abort."""

@@ -47,5 +47,9 @@ class Runner(Protocol):
         time_limit: float,
         memory_limit: int | None = None,
         cancel: Callable[[], bool] | None = None,
+        drawing: Callable[[], None] | None = None,
     ) -> JobOutcome:
-        """Run `job` within `time_limit` seconds; `cancel()` true stops it ("cancelled")."""
+        """Run `job` within `time_limit` seconds; `cancel()` true stops it ("cancelled").
+
+        `drawing()` is called once the job has its labels and scores and draws its pictures.
+        """

@@ -226,13 +226,21 @@ class FakeRunner:
         time_limit: float,
         memory_limit: int | None = None,
         cancel: Callable[[], bool] | None = None,
+        drawing: Callable[[], None] | None = None,
     ) -> JobOutcome:
-        """Run `job` here and say how it ended; never raises for the job's sake."""
+        """Run `job` here and say how it ended; never raises for the job's sake.
+
+        `drawing` is called once a job has succeeded (a job process says
+        `Drawing` before its pictures: here they are drawn already).
+        """
         self.runs.append(RunCall(job, time_limit, memory_limit))
         if cancel is not None and cancel():
             return failed("cancelled", "worker shut down")
         if self.script is not None:
-            return self.script(job)
+            outcome = self.script(job)
+            if drawing is not None and outcome.ok:
+                drawing()
+            return outcome
         started = time.monotonic()
         try:
             result = run_algorithm(
@@ -244,6 +252,8 @@ class FakeRunner:
             )
         except AlgorithmError as exc:
             return failed("error", str(exc))
+        if drawing is not None:
+            drawing()
         seconds = time.monotonic() - started
         return JobOutcome("success", "", result, JobTimings(0.0, seconds, seconds), exitcode=0)
 
