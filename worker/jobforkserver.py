@@ -97,8 +97,10 @@ class JobForkServer(ForkServer):
         if self.inherited:
             return
         self._owner = os.getpid()
+        if self._forkserver_pid is not None and _ended(self._forkserver_pid):
+            _log.warning("the job forkserver died; starting a new one", pid=self._forkserver_pid)
         with jobproc.job_environment():
-            super().ensure_running()
+            super().ensure_running()  # reaps a dead one first
 
     def connect_to_new_process(self, fds: Sequence[int]) -> tuple[int, int]:
         """Ask the forkserver for a child; an own forkserver's if the inherited one is gone."""
@@ -184,6 +186,11 @@ class _ServedPopen(popen_forkserver.Popen):
         with open(w, "wb", closefd=True) as f:
             f.write(buf.getbuffer())
         self.pid = read_signed(self.sentinel)
+
+
+def _ended(pid: int) -> bool:
+    """Whether our child ``pid`` has ended, leaving it to be reaped (`WNOWAIT`)."""
+    return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
 
 
 def _findable(module: str) -> bool:
