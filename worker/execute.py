@@ -14,10 +14,11 @@ Why a forkserver with preloaded modules: a fresh interpreter per job would pay
 for importing numpy, scipy and scikit-learn every time (about a second), and a
 plain `fork` of the worker would copy its threads' locks and its HTTP
 connections into the job. `JobRunner.start` starts multiprocessing's
-forkserver once (`worker.jobforkserver`; under a supervisor, the workers
-share the supervisor's): a small, single-threaded process that imports numpy, scipy,
-scikit-learn, matplotlib (fonts loaded) and our algorithm modules up front, then forks one
-copy of itself per job, which shares nothing with the worker but two pipes.
+forkserver once (`worker.jobforkserver`; under a supervisor, its workers
+share the supervisor's): a small, single-threaded process that imports
+numpy, scipy, scikit-learn, matplotlib (fonts loaded) and our algorithm
+modules up front, then forks one copy of itself per job, which shares
+nothing with the worker but two pipes.
 It also runs a tiny job per task once (`worker.jobwarm`), so that job
 processes do not each pay scikit-learn's first-call costs. A fork of that
 large process still takes milliseconds, and so does building the algorithm

@@ -124,7 +124,8 @@ class JobForkServer(ForkServer):
             return
         with suppress(ProcessLookupError):
             os.kill(self._forkserver_pid, signal.SIGKILL)
-        self._stop()  # type: ignore[attr-defined]  # multiprocessing's: closes the "alive" fd, reaps, removes the socket
+        # multiprocessing's own: closes the "alive" fd, reaps, removes the socket file
+        self._stop()  # type: ignore[attr-defined]
 
     def process(self, target: Callable[..., object], args: tuple[Any, ...]) -> ServedProcess:
         """A daemonic job process (not started) that this forkserver will fork."""
