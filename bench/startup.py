@@ -51,18 +51,20 @@ MARKS = ("supervisor ready", "worker ready", "job finished")
 LAST = {"supervisor ready": "", "worker ready": "the last ", "job finished": ""}
 
 
-def role(stat: ProcStat, parents: dict[int, int], root: int) -> str:
-    """Which of `ROLES` a process of the worker's tree is."""
+def role(stat: ProcStat, parents: dict[int, int], root: int) -> str | None:
+    """Which of `ROLES` a process of the worker's tree is; None for a zombie (no command line)."""
     if stat.pid == root:
         return "supervisor"
     command = command_line(stat.pid)
+    if not command:
+        return None
     if "resource_tracker" in command:  # the supervisor's, or each worker's
         return "resource trackers"
-    if stat.ppid == root:
-        return "workers"
     if "forkserver" in command_line(parents.get(stat.pid, 0)):
         return "job processes"  # forked by the forkserver: it has the same command line
-    return "job forkservers"
+    if "forkserver" in command:  # the supervisor's, or a worker's own
+        return "job forkservers"
+    return "workers"
 
 
 def one_round(server: BenchServer, dataset: int, workdir: Path) -> dict[str, float]:
@@ -77,7 +79,9 @@ def one_round(server: BenchServer, dataset: int, workdir: Path) -> dict[str, flo
         tree = process_tree(process.pid)
         parents = {s.pid: s.ppid for s in tree}
         for stat in tree:
-            cpu[(stat.pid, stat.start)] = (role(stat, parents, process.pid), stat.cpu)
+            key = (stat.pid, stat.start)
+            kind = role(stat, parents, process.pid) or cpu.get(key, ("workers", 0.0))[0]
+            cpu[key] = (kind, stat.cpu)
         time.sleep(0.02)
     if process.wait(timeout=RUN_DEADLINE) != 0:
         raise RuntimeError(f"mlworker run failed:\n{(workdir / 'worker.log').read_text()[-4000:]}")

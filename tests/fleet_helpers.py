@@ -6,9 +6,9 @@
   with it for as long as they need, instead of guessing how long a job takes.
 - ``Gates`` opens gates and lists the fits waiting behind them; ``start_fleet`` starts
   ``mlworker run`` (``daemon_helpers.start_worker``) with the gate plugin on its path.
-- ``children``/``parent`` read ``/proc``; ``server_jobs`` reads the server's jobs through its
-  ORM (``mlworker-server manage shell``), for what the protocol does not expose: the
-  ``X-Worker`` name the server recorded when the job was claimed.
+- ``children``/``workers``/``parent`` read ``/proc``; ``server_jobs`` reads the server's jobs
+  through its ORM (``mlworker-server manage shell``), for what the protocol does not
+  expose: the ``X-Worker`` name the server recorded when the job was claimed.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ import json
 import os
 import signal
 import time
+from multiprocessing import parent_process
 from pathlib import Path
 
 import numpy as np
@@ -51,7 +52,11 @@ class GateClassifier(ClassifierMixin, BaseEstimator):
 
     def fit(self, X, y):
         gates = Path(os.environ["MLWORKER_TEST_GATES"])
-        started = {"pid": os.getpid(), "notify_socket": os.environ.get("NOTIFY_SOCKET")}
+        started = {
+            "pid": os.getpid(),
+            "worker": parent_process().pid,  # the job process's parent is the forkserver
+            "notify_socket": os.environ.get("NOTIFY_SOCKET"),
+        }
         marker = gates / f"{self.gate}.started.{os.getpid()}"
         partial = gates / f".{marker.name}.tmp"  # its own, and outside the markers' glob
         partial.write_text(json.dumps(started))
@@ -96,7 +101,8 @@ class Gates:
         (self.directory / name).touch()
 
     def started(self, name: str) -> list[dict[str, Any]]:
-        """What each fit that began behind gate ``name`` recorded (its pid, NOTIFY_SOCKET)."""
+        """What each fit that began behind gate ``name`` recorded (its pid, its worker's pid,
+        NOTIFY_SOCKET)."""
         markers = sorted(self.directory.glob(f"{name}.started.*"))
         return [json.loads(path.read_text()) for path in markers]
 
@@ -163,14 +169,23 @@ def running(pid: int) -> bool:
     return stat.rpartition(")")[2].split()[0] != "Z"
 
 
-def worker_of(supervisor: int, pid: int) -> int:
-    """The worker process (a child of ``supervisor``) that process ``pid`` descends from."""
-    workers = children(supervisor)
-    current = pid
-    while current not in workers:
-        assert current > 1, f"process {pid} does not descend from a worker of {supervisor}"
-        current = parent(current)
-    return current
+def command_line(pid: int) -> bytes:
+    """The command line of ``pid``, its arguments NUL-separated; empty once it is gone."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (FileNotFoundError, ProcessLookupError):
+        return b""
+
+
+def workers(supervisor: int) -> set[int]:
+    """The running worker processes of ``supervisor``: its children but zombies and
+    multiprocessing's helpers (the job forkserver, the resource tracker), which run
+    ``python -c 'from multiprocessing...'``."""
+    return {
+        pid
+        for pid in children(supervisor)
+        if running(pid) and b"from multiprocessing" not in command_line(pid)
+    }
 
 
 def server_jobs(server: RunningServer) -> dict[int, dict[str, Any]]:

@@ -16,13 +16,12 @@ from conftest import RunningServer
 from daemon_helpers import admin_api, spooled, submit_jobs, wait_for, worker_server
 from fleet_helpers import (
     Gates,
-    children,
     open_gates_and_end,
     per_job,
     server_jobs,
     start_fleet,
     wait_final,
-    worker_of,
+    workers,
 )
 
 from worker.config import load_settings
@@ -65,7 +64,7 @@ def test_a_stopped_worker_is_killed_and_replaced_while_the_other_goes_on(
     )
     with start_fleet(tmp_path, server.url, gates, 2, *FAST) as fleet:
         wait_for(lambda: len(gates.started("held")) == 2, "two held jobs", STARTUP)
-        holders = {worker_of(fleet.pid, fit["pid"]) for fit in gates.started("held")}
+        holders = {fit["worker"] for fit in gates.started("held")}
         claimed = server_jobs(server)  # X-Worker names are host:pid of the worker processes
         victim = int(claimed[hung_job]["worker"].rpartition(":")[2])
         (survivor,) = holders - {victim}
@@ -77,7 +76,7 @@ def test_a_stopped_worker_is_killed_and_replaced_while_the_other_goes_on(
             BOUND * 6,
         )
         wait_for(
-            lambda: victim not in (now := children(fleet.pid)) and len(now) == 2,
+            lambda: victim not in (now := workers(fleet.pid)) and len(now) == 2,
             "the killed worker to be replaced",
         )
         gates.open("held")

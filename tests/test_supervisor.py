@@ -25,14 +25,13 @@ from daemon_helpers import (
 )
 from fleet_helpers import (
     Gates,
-    children,
     open_gates_and_end,
     per_job,
     running,
     server_jobs,
     start_fleet,
     wait_final,
-    worker_of,
+    workers,
 )
 
 pytestmark = pytest.mark.slow
@@ -78,14 +77,14 @@ def test_three_processes_share_a_batch_once_and_a_killed_worker_is_replaced(
     with start_fleet(tmp_path, server.url, gates, 3) as fleet:
         wait_for(lambda: len(gates.started("held")) == 3, "three held jobs", STARTUP)
         # A worker runs one job at a time: three jobs at once are three processes at work.
-        holders = {worker_of(fleet.pid, fit["pid"]) for fit in gates.started("held")}
+        holders = {fit["worker"] for fit in gates.started("held")}
         assert len(holders) == 3
         claimed = server_jobs(server)  # X-Worker names are host:pid of the worker processes
         assert {_pid(claimed[job_id]["worker"]) for job_id in held} == holders
         victim = _pid(claimed[held[0]]["worker"])
         os.kill(victim, signal.SIGKILL)
         wait_for(
-            lambda: victim not in (now := children(fleet.pid)) and len(now) == 3,
+            lambda: victim not in (now := workers(fleet.pid)) and len(now) == 3,
             "the killed worker to be replaced",
         )
         gates.open("held")
@@ -182,8 +181,8 @@ def test_workers_stop_by_themselves_when_the_supervisor_is_killed(
     """Workers whose supervisor was SIGKILLed notice, stop claiming and exit on their own."""
     with start_fleet(tmp_path, server.url, gates, 2) as fleet:
         wait_for(lambda: len(fleet.events("worker ready")) == 2, "two ready workers", STARTUP)
-        workers = children(fleet.pid)
+        pids = workers(fleet.pid)
         os.kill(fleet.pid, signal.SIGKILL)
         assert fleet.wait() == -signal.SIGKILL
         wait_for(lambda: len(fleet.events("worker stopped")) == 2, "the orphans to stop")
-        wait_for(lambda: not any(map(running, workers)), "the orphans to exit")
+        wait_for(lambda: not any(map(running, pids)), "the orphans to exit")

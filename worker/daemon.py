@@ -30,6 +30,7 @@ from worker.defaults import default_worker_id
 from worker.delivery import Deliverer
 from worker.errors import AuthenticationError, PermissionDeniedError, TransientError
 from worker.execute import JobRunner
+from worker.jobforkserver import JobForkServer
 from worker.lifecycle import Shutdown
 from worker.loop import JobLoop
 from worker.outbox import Outbox
@@ -52,17 +53,19 @@ def run_worker(
     reporter: Reporter,
     burst: bool = False,
     session_of: API | None = None,
+    forkserver: JobForkServer | None = None,
 ) -> int:
     """Run one worker process until a stop signal (or, with `burst`, until no job is left).
 
     With `session_of` (the supervisor's login, inherited by the fork) the
-    worker shares that session instead of logging in again.
+    worker shares that session instead of logging in again; with `forkserver`
+    (the supervisor's job forkserver, also inherited) its job processes.
     """
     worker_id = settings.worker_id or default_worker_id()
     log = _log.bind(worker_id=worker_id)
     if settings.startup_jitter > 0:
         shutdown.sleep(random.uniform(0, settings.startup_jitter))  # noqa: S311 - spreading a fleet
-    runner = JobRunner(jobs_per_process=settings.jobs_per_process)
+    runner = JobRunner(jobs_per_process=settings.jobs_per_process, forkserver=forkserver)
     try:
         outbox, cache = open_storage(settings)
         runner.launch()  # the job forkserver imports scikit-learn while we log in

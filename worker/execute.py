@@ -14,9 +14,11 @@ Why a forkserver with preloaded modules: a fresh interpreter per job would pay
 for importing numpy, scipy and scikit-learn every time (about a second), and a
 plain `fork` of the worker would copy its threads' locks and its HTTP
 connections into the job. `JobRunner.start` starts multiprocessing's
-forkserver once: a small, single-threaded process that imports numpy, scipy,
-scikit-learn, matplotlib (fonts loaded) and our algorithm modules up front, then forks one
-copy of itself per job, which shares nothing with the worker but two pipes.
+forkserver once (`worker.jobforkserver`; under a supervisor, its workers
+share the supervisor's): a small, single-threaded process that imports
+numpy, scipy, scikit-learn, matplotlib (fonts loaded) and our algorithm
+modules up front, then forks one copy of itself per job, which shares
+nothing with the worker but two pipes.
 It also runs a tiny job per task once (`worker.jobwarm`), so that job
 processes do not each pay scikit-learn's first-call costs. A fork of that
 large process still takes milliseconds, and so does building the algorithm
@@ -49,8 +51,8 @@ How a failed job is classified (`JobOutcome.kind`):
   params do not pickle, for one); the job process is not touched, so the
   spare stays ready for the next job.
 
-Multiprocessing has one forkserver per process: use one `JobRunner` per
-process, and start it after any `fork` of the worker. As with every start
+Each runner has a forkserver of its own unless it is given one; a runner
+started before a `fork` is not the child's to use. As with every start
 method but `fork`, a job process imports the program's main module again
 (unless it was run with `-m`), so that module must keep its work under
 `if __name__ == "__main__":`, as console scripts do.
@@ -58,23 +60,21 @@ method but `fork`, a job process imports the program's main module again
 
 from __future__ import annotations
 
-import importlib.util
-import multiprocessing
-import multiprocessing.forkserver
 import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
-from multiprocessing.connection import Connection, wait
+from multiprocessing.connection import Connection, Pipe, wait
 from multiprocessing.process import BaseProcess
 from multiprocessing.reduction import ForkingPickler
 from typing import Literal
 
 from algorithms.jobresult import JobResult
 from worker import jobproc
+from worker.jobforkserver import DEFAULT_PRELOAD, JobForkServer
 from worker.jobproc import Drawing, Finished, JobSpec, Ready, Started
 
 __all__ = ["JobOutcome", "JobRunner", "JobSpec", "JobTimings", "OutcomeKind"]
@@ -93,24 +93,6 @@ OutcomeKind = Literal[
     "invalid",
     "dataset",
 ]
-
-#: Modules the forkserver imports once (those not installed are skipped). The
-#: job process re-runs a console script's `__main__` (multiprocessing does), so
-#: `worker.cli` is preloaded to make that a lookup in `sys.modules`. Not
-#: `matplotlib.pyplot`: our pictures draw without it (matplotlib's fonts, ticks
-#: and colormaps come with `algorithms.run`), and it is a fifth of the
-#: forkserver's start; a plugin that uses pyplot imports it once per job process.
-DEFAULT_PRELOAD = (
-    "numpy",
-    "scipy",
-    "sklearn",
-    "algorithms.run",
-    "algorithms.builtin",
-    "algorithms.plugins",
-    "worker.jobproc",
-    "worker.cli",
-    "worker.jobwarm",  # last: runs a tiny job per task, so job processes start warm
-)
 
 DEFAULT_JOBS_PER_PROCESS = 100  # a fork costs 50-70 ms of CPU; a small job, a few ms
 DEFAULT_MEMORY_GROWTH = 256 * 1024 * 1024  # bytes of peak RSS + address space a process may gain
@@ -178,25 +160,28 @@ class JobRunner:
     one is dropped, so a job's start costs the worker one message on a pipe.
     Runs one job at a time; use it as a context manager, or call `start`
     first and `close` at the end.
+
+    Its job processes come from `forkserver`, a worker's share of the
+    supervisor's, or else from a forkserver of its own with `DEFAULT_PRELOAD`.
     """
 
     def __init__(
         self,
         *,
-        preload: Sequence[str] = DEFAULT_PRELOAD,
+        forkserver: JobForkServer | None = None,
         start_timeout: float = 120,
         jobs_per_process: int = DEFAULT_JOBS_PER_PROCESS,
         memory_growth: int = DEFAULT_MEMORY_GROWTH,
     ):
         if jobs_per_process < 1:
             raise ValueError(f"jobs_per_process must be 1 or more, not {jobs_per_process}")
-        self._context = multiprocessing.get_context("forkserver")
-        self._preload = [module for module in preload if _findable(module)]
+        self._server = forkserver if forkserver is not None else JobForkServer(DEFAULT_PRELOAD)
         self._start_timeout = start_timeout
         self._jobs_per_process = jobs_per_process
         self._memory_growth = memory_growth
         self._spare: _JobProcess | None = None
-        self._forkserver: int | None = None  # its pid, as the first job process reported it
+        self._forkserver: int | None = None  # its pid, as the first job process reported it (for
+        # bench/jobprocess.py, which reads its children's CPU)
 
     def __enter__(self) -> JobRunner:
         self.start()
@@ -211,11 +196,9 @@ class JobRunner:
         The worker logs in meanwhile, so the login's round trips and the
         server's password check overlap the imports. A forkserver launched
         and never used ends when this process does (it watches a pipe that
-        only this process holds).
+        only this process holds). A shared forkserver is already running.
         """
-        self._context.set_forkserver_preload(self._preload)
-        with jobproc.job_environment():  # starts the forkserver if it is not running
-            multiprocessing.forkserver.ensure_running()
+        self._server.ensure_running()
 
     def start(self) -> None:
         """Start the forkserver and the first job process now, and wait until it is ready.
@@ -223,7 +206,6 @@ class JobRunner:
         Pays the imports once, at worker start, instead of on the first job.
         Raises RuntimeError when job processes cannot start.
         """
-        self.close()  # a running forkserver would keep its old environment and modules
         self._spare = self._start_job_process()
         ready = _wait_ready(self._spare.reports, self._start_timeout)
         if ready is None:
@@ -232,13 +214,12 @@ class JobRunner:
         self._forkserver = ready.forkserver
 
     def close(self) -> None:
-        """Stop the spare job process and the forkserver (call when no job is running)."""
+        """Stop the spare job process, and the forkserver unless it is shared (no job running)."""
         if self._spare is not None:
             _stop(self._spare, ending="cancelled")
             self._spare = None
-        if self._forkserver is not None:
-            _stop_forkserver(self._forkserver)
-            self._forkserver = None
+        self._server.stop()
+        self._forkserver = None
 
     def run(
         self,
@@ -329,14 +310,9 @@ class JobRunner:
 
     def _start_job_process(self) -> _JobProcess:
         """Start a job process; it warms up, says Ready and waits for its job."""
-        jobs_reader, jobs = self._context.Pipe(duplex=False)
-        reports, reports_writer = self._context.Pipe(duplex=False)
-        process = self._context.Process(
-            target=jobproc.main,
-            args=(jobs_reader, reports_writer),
-            name="mlworker-job",
-            daemon=True,
-        )
+        jobs_reader, jobs = Pipe(duplex=False)
+        reports, reports_writer = Pipe(duplex=False)
+        process = self._server.process(jobproc.main, (jobs_reader, reports_writer))
         try:
             self.launch()
             process.start()
@@ -503,34 +479,3 @@ def _cancel_check(cancel: threading.Event | Callable[[], bool] | None) -> Callab
     if isinstance(cancel, threading.Event):
         return cancel.is_set
     return cancel
-
-
-def _findable(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):
-        return False
-
-
-def _stop_forkserver(pid: int) -> None:
-    """Kill the forkserver (its job processes are already stopped) and wait until it is dead.
-
-    It is left as a zombie for multiprocessing: `forkserver.ensure_running`
-    reaps a dead forkserver and starts a new one, with the environment and
-    preload of that moment, the next time a runner starts.
-    """
-    with suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + REAP_SECONDS
-    while _running(pid) and time.monotonic() < deadline:
-        time.sleep(0.01)
-
-
-def _running(pid: int) -> bool:
-    """Whether process ``pid`` exists and is not a zombie (read from /proc)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            state = stat.read().rsplit(b")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in (b"Z", b"X")

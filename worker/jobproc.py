@@ -93,9 +93,8 @@ class JobSpec:
 class Ready:
     """First message: the process is warmed up and waits for its job.
 
-    ``forkserver`` is the pid of the process that forked it, so that the
-    runner can stop its forkserver with a signal, not with multiprocessing's
-    private calls.
+    ``forkserver`` is the pid of the process that forked it, for the
+    benchmarks that read the CPU of its children (`bench/jobprocess.py`).
     """
 
     forkserver: int

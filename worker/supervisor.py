@@ -1,11 +1,14 @@
 """Several worker processes on one machine, under one supervisor.
 
 Neither the supervisor nor the workers it forks import scikit-learn or
-matplotlib: only each worker's job forkserver does (`worker.execute`), so the
+matplotlib: only the job forkserver does (`worker.jobforkserver`), so the
 supervisor forks its workers within a fraction of a second. It starts
-multiprocessing's resource tracker before the fork, and the workers share
-that one tracker (each would otherwise start its own, 6.6 MB apiece), as
-they share its login (the server checks the password once).
+multiprocessing's resource tracker and the job forkserver before the fork,
+and the workers share that one tracker (each would otherwise start its own,
+6.6 MB apiece) and that one forkserver (17 MB and 2 s of imports apiece), as
+they share its login (the server checks the password once). It owns the
+forkserver: it launches a new one before it forks a worker if the old one
+died, and stops it at the end.
 Like gunicorn's arbiter, it restarts a worker that dies (waiting longer after
 each quick death, so a crash loop does not spin), passes stop signals on with
 the same two-stage meaning (the first lets running jobs finish, the second
@@ -37,6 +40,7 @@ from worker.config import Settings
 from worker.daemon import BootError, connect, run_worker
 from worker.defaults import default_worker_id
 from worker.errors import ConfigError
+from worker.jobforkserver import JobForkServer
 from worker.lifecycle import Shutdown
 from worker.metrics import start_metrics
 from worker.relay import PipeReporter, Report, ReportReader
@@ -83,6 +87,15 @@ class Slot:
 def supervise(settings: Settings, *, burst: bool = False) -> int:
     """Run `settings.processes` workers until stopped; the exit status of the whole."""
     resource_tracker.ensure_running()  # one for the machine: the forked workers reuse it
+    forkserver = JobForkServer()
+    forkserver.ensure_running()  # its imports overlap the login
+    try:
+        return _supervise(settings, forkserver, burst=burst)
+    finally:
+        forkserver.stop()
+
+
+def _supervise(settings: Settings, forkserver: JobForkServer, *, burst: bool) -> int:
     shutdown = Shutdown()
     shutdown.install()
     notifier = Notifier.from_environ()
@@ -95,7 +108,9 @@ def supervise(settings: Settings, *, burst: bool = False) -> int:
         return os.EX_OK
     api.close()  # its connections; the workers share its session
     try:
-        supervisor = Supervisor(settings, shutdown, notifier, burst=burst, session_of=api)
+        supervisor = Supervisor(
+            settings, shutdown, notifier, burst=burst, session_of=api, forkserver=forkserver
+        )
     except ConfigError as exc:
         _log.error("cannot start", reason=str(exc))
         return os.EX_CONFIG
@@ -113,9 +128,11 @@ class Supervisor:
         *,
         burst: bool,
         session_of: API | None = None,
+        forkserver: JobForkServer | None = None,
     ) -> None:
         self.settings = settings
         self.session_of = session_of  # the supervisor's login, shared by the workers it forks
+        self.forkserver = forkserver  # the job forkserver, shared by them too
         self.shutdown = shutdown
         self.notifier = notifier
         self.burst = burst
@@ -160,6 +177,8 @@ class Supervisor:
         expired since, and a password changed meanwhile must end it with 78.
         """
         session = self.session_of if slot.started == 0.0 else None
+        if self.forkserver is not None:
+            self.forkserver.ensure_running()  # a new one if it died
         pid = os.fork()
         if pid == 0:  # the worker: never returns
             os._exit(self._worker_main(slot.number, session))
@@ -193,6 +212,7 @@ class Supervisor:
                 reporter=reporter,
                 burst=self.burst,
                 session_of=session,
+                forkserver=self.forkserver,
             )
         except BaseException:
             _log.exception("worker process failed")
