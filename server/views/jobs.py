@@ -13,7 +13,7 @@ from django.http import HttpRequest, HttpResponse
 from server.forms import SubmitForm
 from server.leases import expire_leases
 from server.longpoll import HEADER as LONG_POLL_HEADER
-from server.longpoll import claim_waiting, granted_wait, shed_request_thread
+from server.longpoll import claim_waiting, granted_wait
 from server.models import Dataset, Job, Round
 from server.views.common import (
     ADMIN_REQUIRED,
@@ -147,8 +147,6 @@ async def request_job(request: HttpRequest) -> HttpResponse:
         wait = granted_wait(request.POST.get("wait"))
     except ValueError as error:
         raise ClientError(400, f"invalid wait: {error}", {"wait": str(error)}) from None
-    if wait > 0:
-        await shed_request_thread()
     job = await claim_waiting(request.headers.get("X-Worker", ""), wait)
     body: dict[str, Any] = {"job": job}
     if job is not None and request.POST.get("details") == "true":
