@@ -173,6 +173,10 @@ TEMPLATES = [
     },
 ]
 
+# One memory cache per process, for values keyed by what they are computed from (a dataset's
+# set sizes by its version, server.wire), so no process ever needs to tell another.
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
 DATABASES = _databases(DATA_DIR)
 if DATABASES["default"]["ENGINE"] == SQLITE_ENGINE:
     make_private_sqlite(DATABASES["default"]["NAME"])

@@ -131,7 +131,8 @@ def result(request: HttpRequest, job_id: int) -> HttpResponse:
 @api_view(method="GET", staff=True)
 def details(request: HttpRequest, job_id: int) -> HttpResponse:
     """What a worker needs to run a job."""
-    return json_response(job_details(get_or_404(Job.objects, job_id, "job")))
+    job = get_or_404(Job.objects.select_related("dataset"), job_id, "job")
+    return json_response(job_details(job))
 
 
 @async_api_view(method="POST", staff=True)
@@ -150,7 +151,8 @@ async def request_job(request: HttpRequest) -> HttpResponse:
     job = await claim_waiting(request.headers.get("X-Worker", ""), wait)
     body: dict[str, Any] = {"job": job}
     if job is not None and request.POST.get("details") == "true":
-        body["details"] = await hub().in_db_thread(lambda: job_details(Job.objects.get(pk=job)))
+        claimed = Job.objects.select_related("dataset")
+        body["details"] = await hub().in_db_thread(lambda: job_details(claimed.get(pk=job)))
     answer = json_response(body)
     answer[LONG_POLL_HEADER] = f"{wait:g}"
     return answer
