@@ -1,12 +1,13 @@
 """A claim that may wait: ``POST jobs/request/`` with ``wait=<seconds>``.
 
-The request is held until a job can be claimed or the wait ends, costing a coroutine and a
-place in the process's :class:`~server.wakeup.Hub`. Claims run in the hub's database thread.
-A waiting request holds no thread and no connection: its sync middleware ran on the
-process's one sync thread (:mod:`server.asgi`), which serves other requests meanwhile.
+The view claims at once, like any sync view; a request that found no job is then held
+(a :class:`~server.held.HeldResponse`, completed on the event loop) until a job can be
+claimed or the wait ends, costing a coroutine and a place in the process's
+:class:`~server.wakeup.Hub`. Its claims run in the hub's database thread: a waiting request
+holds no thread and no connection.
 
 A client that goes away while waiting (a proxy's idle timeout, a worker stopping) is noticed
-by Django, which cancels the view; a job claimed in that very moment is released again, so
+by Django, which cancels the wait; a job claimed in that very moment is released again, so
 a cut long poll costs no job and no lease.
 """
 
