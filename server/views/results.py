@@ -100,7 +100,7 @@ def _record_result(request: HttpRequest, job_id: int, pictures: list[bytes]) -> 
     Leases are deliberately not swept here: a result arriving after its lease passed is
     still a good result, and taking it beats running the job again.
     """
-    job = get_or_404(Job.objects.select_related("dataset"), job_id, "job")
+    job = get_or_404(Job.objects.select_related("dataset").only("dataset__version"), job_id, "job")
     data = valid_form(UpdateForm(request.POST, set_sizes=set_sizes(job.dataset)))
     digest = result_digest(data)
     with transaction.atomic():
