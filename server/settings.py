@@ -173,9 +173,22 @@ TEMPLATES = [
     },
 ]
 
-# One memory cache per process, for values keyed by what they are computed from (a dataset's
-# set sizes by its version, server.wire), so no process ever needs to tell another.
-CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+# "default": one memory cache per process, for values keyed by what they are computed from
+# (a dataset's set sizes by its version, server.wire), so no process ever needs to tell
+# another. "sessions": files in the data directory, shared by the server's processes.
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "sessions": {
+        "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+        "LOCATION": DATA_DIR / "sessions",
+        "OPTIONS": {"MAX_ENTRIES": 10_000},
+    },
+}
+# Every request reads its session; only a login or a logout writes it. Django's cached_db
+# reads the cache first and writes through to the database, which stays the record: a
+# logout in one process deletes the cached copy for all of them.
+SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+SESSION_CACHE_ALIAS = "sessions"
 
 DATABASES = _databases(DATA_DIR)
 if DATABASES["default"]["ENGINE"] == SQLITE_ENGINE:
