@@ -15,8 +15,9 @@ from django.http import HttpResponse
 class HeldResponse(HttpResponse):
     """An answer whose body is decided after the middleware ran, on the event loop.
 
-    The middleware has seen it (headers, cookies) as it is returned; :meth:`complete` may
-    set a new body and status, and ``Content-Length`` follows.
+    The middleware has seen it (headers, cookies) as it is returned, with an empty body:
+    none of ours reads a body. :meth:`complete` may set a new body and status, and
+    ``Content-Length`` follows.
     """
 
     async def complete(self) -> None:
