@@ -1,9 +1,10 @@
 """The data directory is private: only the server's account may read what it holds.
 
 It holds the SQLite database (sessions, password hashes, hidden labels), the uploaded
-pictures and the secret key. The directory is made ``0700`` and the database files ``0600``
-whatever the umask, also on a directory an older version created world-readable; new
-pictures get ``0600`` from ``FILE_UPLOAD_PERMISSIONS``. SQLite gives its ``-wal`` and ``-shm``
+pictures, the sessions' cache and the secret key. The directory is made ``0700`` and the
+database files ``0600`` whatever the umask, also on a directory an older version created
+world-readable; new pictures get ``0600`` from ``FILE_UPLOAD_PERMISSIONS``, new cached
+sessions from Django's file cache, which writes them so. SQLite gives its ``-wal`` and ``-shm``
 files the database file's mode, so creating that file private first covers them too.
 """
 
@@ -18,15 +19,14 @@ SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
 
 
 def make_private(data_dir: Path) -> None:
-    """Create ``data_dir`` if needed and make it, and its media tree, private."""
+    """Create ``data_dir`` if needed and make it, and its media and sessions trees, private."""
     data_dir.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
     _chmod(data_dir, PRIVATE_DIR)
     secret = data_dir / "secret_key"
     if secret.exists():
         _chmod(secret, PRIVATE_FILE)
-    media = data_dir / "media"
-    if media.is_dir():
-        for root, _, files in os.walk(media):  # symbolic links are not followed
+    for tree in (data_dir / "media", data_dir / "sessions"):
+        for root, _, files in os.walk(tree):  # none if absent; symbolic links not followed
             _chmod(Path(root), PRIVATE_DIR)
             for name in files:
                 _chmod(Path(root) / name, PRIVATE_FILE)

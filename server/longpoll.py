@@ -1,13 +1,13 @@
 """A claim that may wait: ``POST jobs/request/`` with ``wait=<seconds>``.
 
-The request is held until a job can be claimed or the wait ends, costing a coroutine and a
-place in the process's :class:`~server.wakeup.Hub`. Claims run in the hub's database thread.
-Before it waits, a request gives back what Django's ASGI handler lent it for the sync
-middleware (session, CSRF, authentication): the request's own thread and the database
-connection opened there (:func:`shed_request_thread`).
+The view claims at once, like any sync view; a request that found no job is then held
+(a :class:`~server.held.HeldResponse`, completed on the event loop) until a job can be
+claimed or the wait ends, costing a coroutine and a place in the process's
+:class:`~server.wakeup.Hub`. Its claims run in the hub's database thread: a waiting request
+holds no thread and no connection.
 
 A client that goes away while waiting (a proxy's idle timeout, a worker stopping) is noticed
-by Django, which cancels the view; a job claimed in that very moment is released again, so
+by Django, which cancels the wait; a job claimed in that very moment is released again, so
 a cut long poll costs no job and no lease.
 """
 
@@ -16,9 +16,7 @@ from __future__ import annotations
 import asyncio
 import math
 
-from asgiref.sync import SyncToAsync, sync_to_async
 from django.conf import settings
-from django.db import connection
 
 from server.leases import claim_job, release_claim
 from server.wakeup import Hub, hub
@@ -70,26 +68,3 @@ async def _claim(waiters: Hub, worker: str) -> int | None:
         if job is not None:
             await waiters.in_db_thread(lambda: release_claim(job, worker))
         raise
-
-
-async def shed_request_thread() -> None:
-    """End this request's sync thread and close its database connection, before a long wait.
-
-    Django runs a request's sync parts (its middleware) on a thread of the request's own,
-    kept until the request ends, and the session lookup opened a connection on it: held
-    for a minute by each of hundreds of long polls, that would be a thread and a connection
-    each. asgiref keeps that thread's executor in ``SyncToAsync.context_to_thread_executor``
-    under the request's context; dropping it there makes the next sync part (the response
-    middleware) start a fresh thread, as the first one did.
-    """
-    await sync_to_async(_close_connection)()  # on that thread: connections are per thread
-    context = SyncToAsync.thread_sensitive_context.get(None)
-    if context is None:
-        return
-    executor = SyncToAsync.context_to_thread_executor.pop(context, None)
-    if executor is not None:
-        executor.shutdown(wait=False)
-
-
-def _close_connection() -> None:
-    connection.close()  # looked up here, in the thread, not where the call was made

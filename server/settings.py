@@ -89,7 +89,7 @@ def _database_from_url(url: str) -> dict[str, Any]:
     The messages never repeat the URL: it may hold a password.
     """
     try:
-        database = dict(dj_database_url.parse(url, conn_max_age=0))
+        database = dict(dj_database_url.parse(url))
     except ValueError as error:  # an unknown scheme
         scheme = url.partition("://")[0] if "://" in url else "(none)"
         raise ImproperlyConfigured(
@@ -114,6 +114,10 @@ def _databases(data_dir: Path) -> dict[str, dict[str, Any]]:
         database = {"ENGINE": SQLITE_ENGINE, "NAME": data_dir / "db.sqlite3"}
     if database["ENGINE"] == SQLITE_ENGINE:  # also for a sqlite:// DATABASE_URL
         database["OPTIONS"] = {**SQLITE_OPTIONS, **database.get("OPTIONS", {})}
+    # Kept open by the one thread that serves a process's requests (server/asgi.py);
+    # a server that can restart under us is asked whether it still answers first.
+    database["CONN_MAX_AGE"] = None
+    database["CONN_HEALTH_CHECKS"] = database["ENGINE"] != SQLITE_ENGINE
     return {"default": database}
 
 
@@ -149,9 +153,8 @@ MIDDLEWARE = [
 
 ROOT_URLCONF = "server.urls"
 WSGI_APPLICATION = "server.wsgi.application"
-# Served as ASGI (server/asgi.py): sync views run in a thread per request, so a database
-# connection lives for one request (CONN_MAX_AGE 0, Django's advice under ASGI); long polls
-# share one connection per process (server/wakeup.py).
+# Served as ASGI (server/asgi.py): sync code runs on one thread per process, which keeps its
+# database connection (CONN_MAX_AGE None); long polls share another (server/wakeup.py).
 ASGI_APPLICATION = "server.asgi.application"
 CSRF_FAILURE_VIEW = "server.views.errors.csrf_failure"
 
@@ -169,6 +172,23 @@ TEMPLATES = [
         },
     },
 ]
+
+# "default": one memory cache per process, for values keyed by what they are computed from
+# (a dataset's set sizes by its version, server.wire), so no process ever needs to tell
+# another. "sessions": files in the data directory, shared by the server's processes.
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "sessions": {
+        "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+        "LOCATION": DATA_DIR / "sessions",
+        "OPTIONS": {"MAX_ENTRIES": 10_000},
+    },
+}
+# Every request reads its session; only a login or a logout writes it. Django's cached_db
+# reads the cache first and writes through to the database, which stays the record: a
+# logout in one process deletes the cached copy for all of them.
+SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+SESSION_CACHE_ALIAS = "sessions"
 
 DATABASES = _databases(DATA_DIR)
 if DATABASES["default"]["ENGINE"] == SQLITE_ENGINE:

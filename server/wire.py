@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db.models import Count, Q, QuerySet
 from django.urls import reverse
 
@@ -14,6 +15,7 @@ from server.visibility import HIDDEN_SETS, labels_hidden, validation_hidden
 
 __all__ = [
     "HIDDEN_SETS",
+    "counted_sizes",
     "dataset_info",
     "job_details",
     "job_result",
@@ -33,15 +35,32 @@ def with_set_counts(datasets: QuerySet[Dataset]) -> QuerySet[Dataset]:
 
 
 def set_sizes(dataset: Dataset) -> dict[str, int]:
-    """The number of points of each set of ``dataset``."""
+    """The number of points of each set of ``dataset``, counted once per version and process.
+
+    Every claim and every result needs them. A dataset's version changes whenever any of
+    its points does (:meth:`Dataset.refresh_version`), so sizes cached under it never go
+    stale; a dataset without a version yet is counted each time.
+    """
+    if not dataset.version:
+        return _count_sets(dataset.pk)
+    key = f"set-sizes:{dataset.pk}:{dataset.version}"
+    return cast(dict[str, int], cache.get_or_set(key, lambda: _count_sets(dataset.pk), None))
+
+
+def _count_sets(dataset_id: int) -> dict[str, int]:
     sizes = dict.fromkeys(SETS, 0)
-    rows = dataset.points.values_list("set").annotate(n=Count("id")).order_by()
-    sizes.update({set_name: n for set_name, n in rows})
+    rows = Point.objects.filter(dataset_id=dataset_id).values_list("set").annotate(n=Count("id"))
+    sizes.update({set_name: n for set_name, n in rows.order_by()})
     return sizes
 
 
-def dataset_info(dataset: Dataset) -> dict[str, Any]:
-    """The protocol's dataset info; ``dataset`` must come from :func:`with_set_counts`."""
+def counted_sizes(dataset: Dataset) -> dict[str, int]:
+    """The set sizes of a dataset that comes from :func:`with_set_counts`."""
+    return {name: getattr(dataset, f"n_{name}") for name in SETS}
+
+
+def dataset_info(dataset: Dataset, sizes: dict[str, int]) -> dict[str, Any]:
+    """The protocol's dataset info, with its number of points per set."""
     return {
         "name": dataset.name,
         "description": dataset.description,
@@ -49,7 +68,7 @@ def dataset_info(dataset: Dataset) -> dict[str, Any]:
         "features": list(dataset.features),
         "target": dataset.target,
         "version": dataset.version,
-        "points": {name: getattr(dataset, f"n_{name}") for name in SETS},
+        "points": sizes,
     }
 
 
@@ -75,12 +94,12 @@ def job_details(job: Job) -> dict[str, Any]:
     ``dataset_info`` (an addition to v1) is what ``GET datasets/`` says of the job's
     dataset, version included, so a worker needs no listing of every dataset per job.
     """
-    dataset = with_set_counts(Dataset.objects.filter(pk=job.dataset_id)).get()
+    dataset = job.dataset  # with the job, where the caller used select_related
     return {
         "id": job.pk,
         "algorithm": job.algorithm,
         "dataset": job.dataset_id,
-        "dataset_info": dataset_info(dataset),
+        "dataset_info": dataset_info(dataset, set_sizes(dataset)),
         "params": job.params,
         "time_limit": job.time_limit or settings.JOB_DEFAULT_TIME_LIMIT,
         "seed": job.seed,

@@ -16,7 +16,7 @@ from server.views.common import (
     user_of,
     valid_form,
 )
-from server.wire import dataset_info, point_dicts, with_set_counts
+from server.wire import counted_sizes, dataset_info, point_dicts, with_set_counts
 
 
 @api_view(method="GET")
@@ -104,7 +104,7 @@ def datasets(request: HttpRequest) -> HttpResponse:
     """Every dataset's info, keyed by id."""
     return json_response(
         {
-            str(dataset.pk): dataset_info(dataset)
+            str(dataset.pk): dataset_info(dataset, counted_sizes(dataset))
             for dataset in with_set_counts(Dataset.objects.all())
         }
     )

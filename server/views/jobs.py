@@ -11,15 +11,15 @@ from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 
 from server.forms import SubmitForm
-from server.leases import expire_leases
+from server.held import HeldResponse
+from server.leases import claim_job, expire_leases
 from server.longpoll import HEADER as LONG_POLL_HEADER
-from server.longpoll import claim_waiting, granted_wait, shed_request_thread
+from server.longpoll import claim_waiting, granted_wait
 from server.models import Dataset, Job, Round
 from server.views.common import (
     ADMIN_REQUIRED,
     ClientError,
     api_view,
-    async_api_view,
     error_response,
     get_or_404,
     json_response,
@@ -131,28 +131,53 @@ def result(request: HttpRequest, job_id: int) -> HttpResponse:
 @api_view(method="GET", staff=True)
 def details(request: HttpRequest, job_id: int) -> HttpResponse:
     """What a worker needs to run a job."""
-    return json_response(job_details(get_or_404(Job.objects, job_id, "job")))
+    job = get_or_404(Job.objects.select_related("dataset"), job_id, "job")
+    return json_response(job_details(job))
 
 
-@async_api_view(method="POST", staff=True)
-async def request_job(request: HttpRequest) -> HttpResponse:
+@api_view(method="POST", staff=True)
+def request_job(request: HttpRequest) -> HttpResponse:
     """Claim the oldest pending job for the worker named in ``X-Worker``.
 
-    With ``wait=<seconds>`` the request is held until a job comes or the wait ends (a long
-    poll, :mod:`server.longpoll`); the ``X-Long-Poll`` header tells the seconds granted, so
-    a worker knows this server holds claims. With ``details=true`` the answer also carries
-    the claimed job's details, saving the worker a ``GET jobs/<id>/``.
+    With ``wait=<seconds>`` a request that finds no job is held until one comes or the wait
+    ends (a long poll, :mod:`server.longpoll`), on the event loop; the ``X-Long-Poll``
+    header tells the seconds granted, so a worker knows this server holds claims. With
+    ``details=true`` the answer also carries the claimed job's details, saving the worker a
+    ``GET jobs/<id>/``.
     """
     try:
         wait = granted_wait(request.POST.get("wait"))
     except ValueError as error:
         raise ClientError(400, f"invalid wait: {error}", {"wait": str(error)}) from None
-    if wait > 0:
-        await shed_request_thread()
-    job = await claim_waiting(request.headers.get("X-Worker", ""), wait)
+    worker = request.headers.get("X-Worker", "")
+    details = request.POST.get("details") == "true"
+    job = claim_job(worker)
+    if job is None and wait > 0:
+        return HeldClaim(worker, wait, details=details)
+    return _claim_answer(job, wait, details=details)
+
+
+def _claim_answer(job: int | None, wait: float, *, details: bool) -> HttpResponse:
     body: dict[str, Any] = {"job": job}
-    if job is not None and request.POST.get("details") == "true":
-        body["details"] = await hub().in_db_thread(lambda: job_details(Job.objects.get(pk=job)))
+    if job is not None and details:
+        body["details"] = job_details(Job.objects.select_related("dataset").get(pk=job))
     answer = json_response(body)
     answer[LONG_POLL_HEADER] = f"{wait:g}"
     return answer
+
+
+class HeldClaim(HeldResponse):
+    """A claim that found no job, held on the event loop until one comes or the wait ends."""
+
+    def __init__(self, worker: str, wait: float, *, details: bool) -> None:
+        super().__init__(content_type="application/json")
+        self[LONG_POLL_HEADER] = f"{wait:g}"
+        self.worker = worker
+        self.wait = wait
+        self.details = details
+
+    async def complete(self) -> None:
+        job = await claim_waiting(self.worker, self.wait)
+        self.answer(
+            await hub().in_db_thread(lambda: _claim_answer(job, self.wait, details=self.details))
+        )

@@ -91,31 +91,34 @@ def finish(request: HttpRequest, job_id: int) -> HttpResponse:
 
 
 def _record_result(request: HttpRequest, job_id: int, pictures: list[bytes]) -> dict[str, Any]:
-    """Store the pictures and finish the job in one transaction; the answer's body.
+    """Finish the job and store its pictures in one transaction; the answer's body.
+
+    The result is checked before the transaction, which then finishes the job only if it
+    is still running, in one ``UPDATE``; only when it is not is the job read again, to
+    tell a repeated result from a conflicting one.
 
     Leases are deliberately not swept here: a result arriving after its lease passed is
     still a good result, and taking it beats running the job again.
     """
-    job = get_or_404(Job.objects.select_related("dataset"), job_id, "job")
+    job = get_or_404(Job.objects.select_related("dataset").only("dataset__version"), job_id, "job")
     data = valid_form(UpdateForm(request.POST, set_sizes=set_sizes(job.dataset)))
     digest = result_digest(data)
     with transaction.atomic():
-        job = _locked_job(job_id)
-        if job.status in ("done", "failed"):
-            return _refuse_finished(job, digest)
-        if job.status != "running":
+        finished = Job.objects.filter(pk=job_id, status="running").update(
+            **{name: data[name] for name in RESULT_FIELDS},
+            status="done" if data["success"] else "failed",
+            finished=timezone.now(),
+            lease_expires=None,
+            update_digest=digest,
+        )
+        if not finished:
+            job = _locked_job(job_id)
+            if job.status in ("done", "failed"):
+                return _refuse_finished(job, digest)
             raise ClientError(
                 409, f"job {job_id} is {job.status}: only a running job can be updated"
             )
-        for png in pictures:
-            _store_picture(job, png)
-        for name in RESULT_FIELDS:
-            setattr(job, name, data[name])
-        job.status = "done" if data["success"] else "failed"
-        job.finished = timezone.now()
-        job.lease_expires = None
-        job.update_digest = digest
-        job.save()
+        _store_pictures(job, pictures)
     return {"success": True}
 
 
@@ -135,14 +138,23 @@ def _checked_png(upload: UploadedFile) -> bytes:
     return data
 
 
-def _store_picture(job: Job, png: bytes) -> bool:
-    """Store a PNG for a job locked by the caller as ``jobs/<id>/<n>.png``; False: had it."""
-    digest = hashlib.sha256(png).hexdigest()
-    if job.pictures.filter(sha256=digest).exists():
-        return False
-    picture = Picture(job=job, sha256=digest)
-    picture.file.save(f"{job.pictures.count() + 1}.png", ContentFile(png), save=True)
-    return True
+def _store_pictures(job: Job, pngs: list[bytes]) -> int:
+    """Store PNGs for a job locked by the caller as ``jobs/<id>/<n>.png``; how many were new.
+
+    Bytes the job already has, or that came twice, are stored once.
+    """
+    have = set(Picture.objects.filter(job=job).values_list("sha256", flat=True))
+    new = []
+    for png in pngs:
+        digest = hashlib.sha256(png).hexdigest()
+        if digest in have:
+            continue
+        have.add(digest)
+        picture = Picture(job=job, sha256=digest)
+        picture.file.save(f"{len(have)}.png", ContentFile(png), save=False)
+        new.append(picture)
+    Picture.objects.bulk_create(new)
+    return len(new)
 
 
 @api_view(method="POST", staff=True)
@@ -164,7 +176,7 @@ def add_picture(request: HttpRequest, job_id: int) -> HttpResponse:
             job = _locked_job(job_id)
             if job.status != "running":
                 raise ClientError(409, f"job {job_id} is {job.status}: pictures only while running")
-            if not _store_picture(job, data):
+            if not _store_pictures(job, [data]):
                 return json_response(duplicate, status=201)
     except IntegrityError:
         return json_response(duplicate, status=201)
