@@ -268,20 +268,27 @@ def tree_cpu(pids: Sequence[int]) -> Probe:
 
 
 def child_cpu(parent: int, marker: str, rescan: float = 0.5) -> Probe:
-    """A probe of ``tree_cpu`` of the child of ``parent`` whose command line has ``marker``.
+    """A probe of the CPU of the child of ``parent`` whose command line has ``marker``: its
+    own, its live descendants' (warm job processes live through a whole run) and what it
+    and they have reaped.
 
-    The child is looked for at most every ``rescan`` seconds until found
-    (each look reads all of ``/proc``); None until then.
+    The child and its descendants are looked for at most every ``rescan`` seconds (each
+    look reads all of ``/proc``); None until the child is found. A descendant born since
+    the last look is counted from the next one on, with all its CPU so far.
     """
     found: list[int] = []
+    members: list[int] = []
     looked = [0.0]
 
     def probe() -> float | None:
-        if not found and time.monotonic() - looked[0] > rescan:
+        if time.monotonic() - looked[0] > rescan:
             looked[0] = time.monotonic()
-            tree = process_tree(parent)
-            found.extend(s.pid for s in tree if s.ppid == parent and marker in command_line(s.pid))
-        return tree_cpu(found[:1])() if found else None
+            if not found:
+                children = [s.pid for s in process_tree(parent) if s.ppid == parent]
+                found.extend(pid for pid in children if marker in command_line(pid))
+            if found:
+                members[:] = [s.pid for s in process_tree(found[0])]
+        return tree_cpu(members)() if members else None
 
     return probe
 
