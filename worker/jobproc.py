@@ -115,8 +115,6 @@ class Drawing:
     only for the pictures, never for a long fit.
     """
 
-    at: float
-
 
 @dataclass(frozen=True)
 class Finished:
@@ -212,7 +210,7 @@ def _run(job: JobSpec, reports: Connection, started: float) -> Finished:
             job.dataset,
             seed=job.seed,
             pictures=job.pictures,
-            drawing=lambda: reports.send(Drawing(at=time.monotonic())),
+            drawing=lambda: reports.send(Drawing()),
         )
     except MemoryError:
         # Nothing is built here: the traceback still holds the algorithm's frames
