@@ -32,7 +32,7 @@ def measure(jobs_per_process: int, jobs: int, job: object) -> tuple[list[float],
     assert isinstance(job, JobSpec)
     walls = []
     with JobRunner(jobs_per_process=jobs_per_process) as runner:
-        server = runner._forkserver  # a benchmark reads the pid it needs
+        server = runner.forkserver_pid
         assert server is not None
         before = _job_cpu(server)
         for _ in range(jobs):

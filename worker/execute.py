@@ -180,8 +180,6 @@ class JobRunner:
         self._jobs_per_process = jobs_per_process
         self._memory_growth = memory_growth
         self._spare: _JobProcess | None = None
-        self._forkserver: int | None = None  # its pid, as the first job process reported it (for
-        # bench/jobprocess.py, which reads its children's CPU)
 
     def __enter__(self) -> JobRunner:
         self.start()
@@ -207,11 +205,14 @@ class JobRunner:
         Raises RuntimeError when job processes cannot start.
         """
         self._spare = self._start_job_process()
-        ready = _wait_ready(self._spare.reports, self._start_timeout)
-        if ready is None:
+        if not _wait_ready(self._spare.reports, self._start_timeout):
             self.close()
             raise RuntimeError("job processes do not start: see the errors above in the log")
-        self._forkserver = ready.forkserver
+
+    @property
+    def forkserver_pid(self) -> int | None:
+        """The pid of the forkserver its job processes come from; None before it is launched."""
+        return self._server.pid
 
     def close(self) -> None:
         """Stop the spare job process, and the forkserver unless it is shared (no job running)."""
@@ -219,7 +220,6 @@ class JobRunner:
             _stop(self._spare, ending="cancelled")
             self._spare = None
         self._server.stop()
-        self._forkserver = None
 
     def run(
         self,
@@ -334,13 +334,13 @@ def _pickled(message: object) -> bytes:
     return bytes(ForkingPickler.dumps(message))
 
 
-def _wait_ready(reports: Connection, timeout: float) -> Ready | None:
-    """The job process's `Ready`, or None when it did not say it within `timeout` seconds."""
+def _wait_ready(reports: Connection, timeout: float) -> bool:
+    """Whether the job process said `Ready` within `timeout` seconds."""
     try:
         message = reports.recv() if reports.poll(timeout) else None
     except (EOFError, OSError):
-        return None
-    return message if isinstance(message, Ready) else None
+        return False
+    return isinstance(message, Ready)
 
 
 def _wait(

@@ -88,6 +88,11 @@ class JobForkServer(ForkServer):
         self._owner = os.getpid()
 
     @property
+    def pid(self) -> int | None:
+        """The forkserver's pid (launched here or inherited); None before it is launched."""
+        return self._forkserver_pid
+
+    @property
     def inherited(self) -> bool:
         """Whether this process uses a forkserver that another one launched."""
         return self._forkserver_pid is not None and self._owner != os.getpid()

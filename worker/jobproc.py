@@ -91,13 +91,7 @@ class JobSpec:
 
 @dataclass(frozen=True)
 class Ready:
-    """First message: the process is warmed up and waits for its job.
-
-    ``forkserver`` is the pid of the process that forked it, for the
-    benchmarks that read the CPU of its children (`bench/jobprocess.py`).
-    """
-
-    forkserver: int
+    """First message: the process is warmed up and waits for its job."""
 
 
 @dataclass(frozen=True)
@@ -169,7 +163,7 @@ def main(jobs: Connection, reports: Connection) -> NoReturn:
         default_registry()
     state = jobstate.take()
     ready_peak = _memory_peak()
-    reports.send(Ready(forkserver=os.getppid()))
+    reports.send(Ready())
     while True:
         try:
             job, memory_limit = jobs.recv()
