@@ -5,20 +5,27 @@ a database connection lives for one request; and it runs the middleware in async
 crosses to that thread and back for each middleware hook, a dozen and more times a request.
 Here every request goes through the middleware in sync mode, as under WSGI, in one crossing
 to asgiref's one sync thread of the process, which keeps its connection (``CONN_MAX_AGE``,
-settings). SQLite serializes writers anyway, and nothing waits on that thread: bodies are
-read on the event loop, and a view that must wait returns a :class:`~server.held.HeldResponse`,
-completed on the event loop (a held claim, :mod:`server.longpoll`).
+settings). That one crossing also sends ``request_started`` and, for an answer whose body is
+already in memory, closes it (``request_finished``): Django crosses three times for those.
+SQLite serializes writers anyway, and nothing waits on that thread: bodies are read on the
+event loop, and a view that must wait returns a :class:`~server.held.HeldResponse`, completed
+on the event loop (a held claim, :mod:`server.longpoll`) while the client is watched.
 """
 
+import asyncio
+import contextlib
 import os
-from typing import Any
+from typing import IO, Any, cast
 
 import django
 from asgiref.sync import sync_to_async
-from django.core.handlers.asgi import ASGIHandler
+from django.core import signals
+from django.core.exceptions import RequestAborted
+from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.core.handlers.exception import response_for_exception
-from django.http import HttpRequest
+from django.http import FileResponse, HttpRequest
 from django.http.response import HttpResponseBase
+from django.urls import set_script_prefix
 
 from server.held import HeldResponse
 
@@ -34,16 +41,74 @@ class OneThreadASGIHandler(ASGIHandler):
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":  # as Django's, without its ThreadSensitiveContext
             raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}.")
-        await self.handle(scope, receive, send)
+        try:
+            body_file = await self.read_body(receive)
+        except RequestAborted:
+            return
+        try:
+            request, response = await sync_to_async(self.respond)(scope, body_file)
+            if isinstance(response, HeldResponse) and request is not None:
+                await self.hold(request, response, receive, send)
+                return
+            await self.send_response(response, send)
+            if not _closes_early(response):
+                await sync_to_async(response.close)()
+        finally:
+            body_file.close()
 
-    async def get_response_async(self, request: HttpRequest) -> HttpResponseBase:
-        response = await sync_to_async(self.get_response)(request)
-        if isinstance(response, HeldResponse):
-            try:
-                await response.complete()
-            except Exception as error:  # as Django answers a view's: logged, handler500
-                return await sync_to_async(response_for_exception)(request, error)
-        return response
+    def respond(
+        self, scope: dict[str, Any], body_file: IO[bytes]
+    ) -> tuple[HttpRequest | None, HttpResponseBase]:
+        """On the sync thread: what Django's ``handle`` does between reading and sending."""
+        set_script_prefix(get_script_prefix(scope))
+        signals.request_started.send(sender=self.__class__, scope=scope)
+        request, refusal = self.create_request(scope, body_file)
+        if request is None:  # a request Django cannot even build: its 400
+            response: HttpResponseBase = cast(HttpResponseBase, refusal)
+        else:
+            response = self.get_response(request)
+            response._handler_class = self.__class__  # type: ignore[attr-defined]
+            if isinstance(response, FileResponse):  # as Django's: the server chunks
+                response.block_size = self.chunk_size
+        if _closes_early(response):
+            response.close()  # its body is in memory: nothing to keep open while it is sent
+        return request, response
+
+    async def hold(
+        self, request: HttpRequest, response: HeldResponse, receive: Any, send: Any
+    ) -> None:
+        """Complete and send a held answer, unless the client goes away first (as Django's)."""
+        gone = asyncio.create_task(self.listen_for_disconnect(receive))
+        sent = asyncio.create_task(self._complete(request, response, send))
+        await asyncio.wait([gone, sent], return_when=asyncio.FIRST_COMPLETED)
+        for task in (gone, sent):
+            if task.done():
+                with contextlib.suppress(RequestAborted):
+                    task.result()
+            else:  # a client gone cancels the wait; a sent answer ends the listening
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if sent.cancelled():
+            await signals.request_finished.asend(sender=self.__class__)
+        else:
+            await sync_to_async(sent.result().close)()
+
+    async def _complete(
+        self, request: HttpRequest, response: HeldResponse, send: Any
+    ) -> HttpResponseBase:
+        answer: HttpResponseBase = response
+        try:
+            await response.complete()
+        except Exception as error:  # as Django answers a view's: logged, handler500
+            answer = await sync_to_async(response_for_exception)(request, error)
+        with contextlib.suppress(asyncio.CancelledError):  # the client went away meanwhile
+            await self.send_response(answer, send)
+        return answer
+
+
+def _closes_early(response: HttpResponseBase) -> bool:
+    return not response.streaming and not isinstance(response, HeldResponse)
 
 
 django.setup(set_prefix=False)  # as django.core.asgi.get_asgi_application does
