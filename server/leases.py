@@ -20,10 +20,11 @@ import logging
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from server.models import Job
+from server.prepared import Prepared
 from server.wakeup import job_ready
 
 log = logging.getLogger(__name__)
@@ -31,12 +32,30 @@ log = logging.getLogger(__name__)
 WORKER_LOST = "worker lost"
 
 
+def _expired(now: datetime.datetime) -> QuerySet[Job]:
+    return Job.objects.filter(status="running", lease_expires__lt=now)
+
+
+def _oldest_pending() -> QuerySet[Job, tuple[int, int | None, int]]:
+    pending = Job.objects.filter(status="pending").order_by("created", "id")
+    if connection.features.has_select_for_update_skip_locked:
+        pending = pending.select_for_update(skip_locked=True)
+    return pending.values_list("pk", "time_limit", "attempt")[:1]
+
+
+# Run before and in every claim: compiled once (server.prepared).
+_ANY_EXPIRED = Prepared(
+    lambda now: _expired(now).order_by().values_list("pk")[:1], datetime.datetime
+)
+_OLDEST_PENDING = Prepared(_oldest_pending)
+
+
 def expire_leases() -> int:
     """Requeue running jobs whose lease has passed, or fail them after the last attempt."""
     now = timezone.now()
-    expired = Job.objects.filter(status="running", lease_expires__lt=now)
-    if not expired.exists():
+    if _ANY_EXPIRED.first(now) is None:
         return 0
+    expired = _expired(now)
     with transaction.atomic():
         lost = expired.filter(attempt__gte=settings.JOB_MAX_ATTEMPTS).update(
             status="failed", message=WORKER_LOST, finished=now, lease_expires=None
@@ -62,10 +81,7 @@ def claim_job(worker: str) -> int | None:
     """
     expire_leases()
     with transaction.atomic():
-        pending = Job.objects.filter(status="pending").order_by("created", "id")
-        if connection.features.has_select_for_update_skip_locked:
-            pending = pending.select_for_update(skip_locked=True)
-        row = pending.values_list("pk", "time_limit", "attempt").first()
+        row = _OLDEST_PENDING.first()
         if row is None:
             return None
         job_id, time_limit, attempt = row

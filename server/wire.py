@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, Model, Q, QuerySet
 from django.urls import reverse
 
 from server.models import SETS, Dataset, Job, Point
+from server.prepared import Prepared
 from server.visibility import HIDDEN_SETS, labels_hidden, validation_hidden
+
+M = TypeVar("M", bound=Model)
 
 __all__ = [
     "HIDDEN_SETS",
@@ -19,6 +22,7 @@ __all__ = [
     "dataset_info",
     "job_details",
     "job_result",
+    "job_to_run",
     "point_dicts",
     "set_sizes",
     "validation_hidden",
@@ -88,13 +92,46 @@ def point_dicts(dataset: Dataset, *, hide_labels: bool) -> Iterator[dict[str, An
         yield {"id": pk, **ordered, target: None if hidden else label, "set": set_name}
 
 
+def _loaded(model: type[M], names: tuple[str, ...]) -> tuple[str, ...]:
+    """``names`` in the model's field order, as ``Model.from_db`` takes them."""
+    return tuple(field.attname for field in model._meta.concrete_fields if field.attname in names)
+
+
+_RUN_JOB = _loaded(
+    Job, ("id", "algorithm", "dataset_id", "params", "time_limit", "seed", "attempt")
+)
+_RUN_DATASET = _loaded(
+    Dataset, ("id", "name", "description", "task", "features", "target", "version")
+)
+# What a worker asks for with every claim: compiled once (server.prepared).
+_JOB_TO_RUN = Prepared(
+    lambda pk: (
+        Job.objects.filter(pk=pk)
+        .order_by()
+        .values_list(*_RUN_JOB, *(f"dataset__{name}" for name in _RUN_DATASET))
+    ),
+    int,
+)
+
+
+def job_to_run(job_id: int) -> Job | None:
+    """The job with the fields :func:`job_details` reads, and its dataset; None if none."""
+    row = _JOB_TO_RUN.first(job_id)
+    if row is None:
+        return None
+    split = len(_RUN_JOB)
+    job = Job.from_db(_JOB_TO_RUN.alias, _RUN_JOB, row[:split])
+    job.dataset = Dataset.from_db(_JOB_TO_RUN.alias, _RUN_DATASET, row[split:])
+    return job
+
+
 def job_details(job: Job) -> dict[str, Any]:
     """What a worker needs to run ``job``: the effective time limit its lease is based on.
 
     ``dataset_info`` (an addition to v1) is what ``GET datasets/`` says of the job's
     dataset, version included, so a worker needs no listing of every dataset per job.
     """
-    dataset = job.dataset  # with the job, where the caller used select_related
+    dataset = job.dataset  # with the job: from job_to_run
     return {
         "id": job.pk,
         "algorithm": job.algorithm,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.contrib.auth.models import User
@@ -28,7 +28,7 @@ from server.views.common import (
 )
 from server.visibility import may_submit_on, open_rounds
 from server.wakeup import hub
-from server.wire import job_details, job_result
+from server.wire import job_details, job_result, job_to_run
 
 SEED_LIMIT = 2**31
 UNFINISHED = ("pending", "running")
@@ -131,7 +131,9 @@ def result(request: HttpRequest, job_id: int) -> HttpResponse:
 @api_view(method="GET", staff=True)
 def details(request: HttpRequest, job_id: int) -> HttpResponse:
     """What a worker needs to run a job."""
-    job = get_or_404(Job.objects.select_related("dataset"), job_id, "job")
+    job = job_to_run(job_id)
+    if job is None:
+        raise ClientError(404, f"no job with id {job_id}")
     return json_response(job_details(job))
 
 
@@ -160,7 +162,7 @@ def request_job(request: HttpRequest) -> HttpResponse:
 def _claim_answer(job: int | None, wait: float, *, details: bool) -> HttpResponse:
     body: dict[str, Any] = {"job": job}
     if job is not None and details:
-        body["details"] = job_details(Job.objects.select_related("dataset").get(pk=job))
+        body["details"] = job_details(cast(Job, job_to_run(job)))  # claimed: it exists
     answer = json_response(body)
     answer[LONG_POLL_HEADER] = f"{wait:g}"
     return answer

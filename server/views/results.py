@@ -18,7 +18,8 @@ from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
 from server.forms import UpdateForm
-from server.models import Job, Picture
+from server.models import Dataset, Job, Picture
+from server.prepared import Prepared
 from server.uploads import OversizedFile
 from server.views.common import ClientError, api_view, get_or_404, json_response, valid_form
 from server.wire import set_sizes
@@ -34,6 +35,15 @@ RESULT_FIELDS = (
     "extra_scores_test",
     "extra_scores_validation",
     "message",
+)
+
+# Every result reads these: compiled once (server.prepared).
+_DATASET_OF_JOB = Prepared(
+    lambda pk: Job.objects.filter(pk=pk).order_by().values_list("dataset_id", "dataset__version"),
+    int,
+)
+_PICTURE_DIGESTS = Prepared(
+    lambda pk: Picture.objects.filter(job_id=pk).order_by().values_list("sha256"), int
 )
 
 
@@ -100,8 +110,11 @@ def _record_result(request: HttpRequest, job_id: int, pictures: list[bytes]) -> 
     Leases are deliberately not swept here: a result arriving after its lease passed is
     still a good result, and taking it beats running the job again.
     """
-    job = get_or_404(Job.objects.select_related("dataset").only("dataset__version"), job_id, "job")
-    data = valid_form(UpdateForm(request.POST, set_sizes=set_sizes(job.dataset)))
+    row = _DATASET_OF_JOB.first(job_id)
+    if row is None:
+        raise ClientError(404, f"no job with id {job_id}")
+    dataset = Dataset.from_db(_DATASET_OF_JOB.alias, ("id", "version"), row)
+    data = valid_form(UpdateForm(request.POST, set_sizes=set_sizes(dataset)))
     digest = result_digest(data)
     with transaction.atomic():
         finished = Job.objects.filter(pk=job_id, status="running").update(
@@ -118,7 +131,7 @@ def _record_result(request: HttpRequest, job_id: int, pictures: list[bytes]) -> 
             raise ClientError(
                 409, f"job {job_id} is {job.status}: only a running job can be updated"
             )
-        _store_pictures(job, pictures)
+        _store_pictures(job_id, pictures)
     return {"success": True}
 
 
@@ -138,19 +151,19 @@ def _checked_png(upload: UploadedFile) -> bytes:
     return data
 
 
-def _store_pictures(job: Job, pngs: list[bytes]) -> int:
+def _store_pictures(job_id: int, pngs: list[bytes]) -> int:
     """Store PNGs for a job locked by the caller as ``jobs/<id>/<n>.png``; how many were new.
 
     Bytes the job already has, or that came twice, are stored once.
     """
-    have = set(Picture.objects.filter(job=job).values_list("sha256", flat=True))
+    have = {digest for (digest,) in _PICTURE_DIGESTS.rows(job_id)}
     new = []
     for png in pngs:
         digest = hashlib.sha256(png).hexdigest()
         if digest in have:
             continue
         have.add(digest)
-        picture = Picture(job=job, sha256=digest)
+        picture = Picture(job_id=job_id, sha256=digest)
         picture.file.save(f"{len(have)}.png", ContentFile(png), save=False)
         new.append(picture)
     Picture.objects.bulk_create(new)
@@ -176,7 +189,7 @@ def add_picture(request: HttpRequest, job_id: int) -> HttpResponse:
             job = _locked_job(job_id)
             if job.status != "running":
                 raise ClientError(409, f"job {job_id} is {job.status}: pictures only while running")
-            if not _store_pictures(job, [data]):
+            if not _store_pictures(job_id, [data]):
                 return json_response(duplicate, status=201)
     except IntegrityError:
         return json_response(duplicate, status=201)
