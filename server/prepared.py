@@ -28,7 +28,9 @@ T = TypeVar("T", bound=tuple[Any, ...])
 Param = int | datetime.datetime
 
 # Values nobody passes, found in the compiled parameters to know where each argument goes.
-_INT_MARKERS = tuple(-(2**62) - number for number in range(8))
+# Ids within the range of every integer field but the smallest: PostgreSQL's backend drops
+# a comparison with a value out of a field's range from the SQL.
+_INT_MARKERS = tuple(2**31 - 1 - number for number in range(8))
 _TIME_MARKERS = tuple(
     datetime.datetime(1901, 2, 3, 4, 5, 6, number + 1, tzinfo=datetime.UTC) for number in range(8)
 )
