@@ -239,8 +239,11 @@ JOB_QUOTA_RETRY_AFTER = 60
 # Login throttling (django-axes): failures are counted per account and, separately, per
 # address in the database, so every server process sees them; a throttled login gets a
 # JSON 429 with Retry-After (server.throttle). Retrying during the cool-off restarts it.
+# server.backends.ModelBackend is Django's, reading each request's user by prepared SQL;
+# Django's own stays for sessions made before (a session names its backend).
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
+    "server.backends.ModelBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
 AXES_FAILURE_LIMIT = max(1, _env_int("MLWORKER_SERVER_LOGIN_FAILURES", 10))
