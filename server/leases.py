@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -24,7 +25,7 @@ from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from server.models import Job
-from server.prepared import Prepared
+from server.prepared import Prepared, PreparedUpdate
 from server.wakeup import job_ready
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,22 @@ _ANY_EXPIRED = Prepared(
     lambda now: _expired(now).order_by().values_list("pk")[:1], datetime.datetime
 )
 _OLDEST_PENDING = Prepared(_oldest_pending)
+
+
+def _claim(
+    pk: int, lease: datetime.datetime, now: datetime.datetime, worker: str
+) -> tuple[QuerySet[Job], dict[str, Any]]:
+    changes = {
+        "status": "running",
+        "attempt": F("attempt") + 1,
+        "lease_expires": lease,
+        "claimed": now,
+        "worker": worker,
+    }
+    return Job.objects.filter(pk=pk, status="pending"), changes
+
+
+_CLAIM = PreparedUpdate(_claim, int, datetime.datetime, datetime.datetime, str)
 
 
 def expire_leases() -> int:
@@ -86,13 +103,7 @@ def claim_job(worker: str) -> int | None:
             return None
         job_id, time_limit, attempt = row
         now = timezone.now()
-        claimed = Job.objects.filter(pk=job_id, status="pending").update(
-            status="running",
-            attempt=F("attempt") + 1,
-            lease_expires=_lease_end(time_limit, now),
-            claimed=now,
-            worker=worker[:200],
-        )
+        claimed = _CLAIM.run(job_id, _lease_end(time_limit, now), now, worker[:200])
     if not claimed:
         return None
     # The row was locked (PostgreSQL) or the database serialized (SQLite): attempt + 1 holds.

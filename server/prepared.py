@@ -19,18 +19,20 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, cast
 
-from django.db import connections
+from django.db import connections, router, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import QuerySet
 from django.db.models.query import ValuesListIterable
+from django.db.models.sql import UpdateQuery
 
 T = TypeVar("T", bound=tuple[Any, ...])
-Param = int | datetime.datetime
+Param = int | str | datetime.datetime
 
 # Values nobody passes, found in the compiled parameters to know where each argument goes.
 # Ids within the range of every integer field but the smallest: PostgreSQL's backend drops
 # a comparison with a value out of a field's range from the SQL.
 _INT_MARKERS = tuple(2**31 - 1 - number for number in range(8))
+_STR_MARKERS = tuple(f"\x00prepared-{number}" for number in range(8))
 _TIME_MARKERS = tuple(
     datetime.datetime(1901, 2, 3, 4, 5, 6, number + 1, tzinfo=datetime.UTC) for number in range(8)
 )
@@ -70,29 +72,56 @@ class _Compiled:
         return tuple(converted)
 
 
-def _compile(queryset: QuerySet[Any], markers: Sequence[Param]) -> _Compiled:
-    alias = queryset.db
-    connection = connections[alias]
-    compiler = queryset.query.get_compiler(using=alias)
-    sql, constants = compiler.as_sql()
+def _slots(
+    sql: str, constants: Sequence[Any], markers: Sequence[Param], connection: BaseDatabaseWrapper
+) -> tuple[tuple[int, int], ...]:
+    """Where each marker went in the compiled parameters; refused if one is not found."""
     adapted = [_adapt(marker, connection) for marker in markers]
     slots = tuple(
         (position, adapted.index(value))
         for position, value in enumerate(constants)
         if any(value == marker and type(value) is type(marker) for marker in adapted)
     )
-    if queryset._iterable_class is not ValuesListIterable or queryset.query.annotation_select:
-        raise ValueError("a prepared queryset is a values_list() of fields, without annotations")
     if sorted({argument for _, argument in slots}) != list(range(len(markers))):
         raise ValueError(
             f"a prepared queryset must pass each parameter to the database as given: {sql}"
         )
+    return slots
+
+
+def _compile(queryset: QuerySet[Any], markers: Sequence[Param]) -> _Compiled:
+    if queryset._iterable_class is not ValuesListIterable or queryset.query.annotation_select:
+        raise ValueError("a prepared queryset is a values_list() of fields, without annotations")
+    compiler = queryset.query.get_compiler(using=queryset.db)
+    sql, constants = compiler.as_sql()
+    slots = _slots(sql, constants, markers, connections[queryset.db])
     columns = [column[0] for column in compiler.select[: compiler.col_count]]
     converters = tuple(
         (position, tuple(functions), expression)
         for position, (functions, expression) in compiler.get_converters(columns).items()
     )
     return _Compiled(sql, tuple(constants), slots, converters)
+
+
+def _compile_update(
+    queryset: QuerySet[Any], values: dict[str, Any], markers: Sequence[Param]
+) -> _Compiled:
+    """The SQL of ``queryset.update(**values)``, built as ``QuerySet.update`` builds it."""
+    query = cast(UpdateQuery, queryset.query.chain(UpdateQuery))
+    query.add_update_values(values)
+    query.annotations = {}
+    sql, constants = query.get_compiler(using=queryset.db).as_sql()
+    slots = _slots(sql, constants, markers, connections[queryset.db])
+    return _Compiled(sql, tuple(constants), slots, ())
+
+
+def _markers(kinds: Sequence[type[Param]]) -> tuple[Param, ...]:
+    pools: dict[type[Param], Iterator[Param]] = {
+        int: iter(_INT_MARKERS),
+        str: iter(_STR_MARKERS),
+        datetime.datetime: iter(_TIME_MARKERS),
+    }
+    return tuple(next(pools[kind]) for kind in kinds)
 
 
 class Prepared(Generic[T]):
@@ -105,10 +134,7 @@ class Prepared(Generic[T]):
 
     def __init__(self, build: Callable[..., QuerySet[Any, T]], *kinds: type[Param]) -> None:
         self._build = build
-        ints, times = iter(_INT_MARKERS), iter(_TIME_MARKERS)
-        self._markers: tuple[Param, ...] = tuple(
-            next(times) if kind is datetime.datetime else next(ints) for kind in kinds
-        )
+        self._markers = _markers(kinds)
         self._compiled: _Compiled | None = None
         self._alias = ""
 
@@ -133,3 +159,34 @@ class Prepared(Generic[T]):
     def first(self, *values: Param) -> T | None:
         """The first result for ``values``, or ``None``."""
         return next(self.rows(*values), None)
+
+
+class PreparedUpdate:
+    """``queryset.update(**values)`` from ``build(*parameters)``, compiled once and run as SQL.
+
+    ``build`` returns the queryset and the values; the parameters are as for
+    :class:`Prepared`, plus strings (``str``). Like ``QuerySet.update``, it answers the
+    number of rows changed and sends no signals.
+    """
+
+    def __init__(
+        self, build: Callable[..., tuple[QuerySet[Any], dict[str, Any]]], *kinds: type[Param]
+    ) -> None:
+        self._build = build
+        self._markers = _markers(kinds)
+        self._compiled: _Compiled | None = None
+        self._alias = ""
+
+    def run(self, *values: Param) -> int:
+        """Update the rows for ``values``; how many were changed."""
+        compiled = self._compiled
+        if compiled is None:  # two threads may both compile: either result will do
+            queryset, changes = self._build(*self._markers)
+            alias = router.db_for_write(queryset.model)  # where QuerySet.update would write
+            compiled = _compile_update(queryset.using(alias), changes, self._markers)
+            self._alias, self._compiled = alias, compiled
+        connection = connections[self._alias]
+        rollback_on_error = transaction.mark_for_rollback_on_error(using=self._alias)
+        with rollback_on_error, connection.cursor() as cursor:
+            cursor.execute(compiled.sql, compiled.params(values, connection))
+            return int(cursor.rowcount)

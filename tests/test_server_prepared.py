@@ -85,3 +85,28 @@ def test_querysets_it_cannot_run_as_written_are_refused() -> None:
     unused = Prepared(lambda pk: Job.objects.filter(pk=1).values_list("id"), int)
     with pytest.raises(ValueError, match="each parameter to the database"):
         unused.first(1)
+
+
+def test_an_update_changes_what_the_querysets_update_changes(data: dict[str, Any]) -> None:
+    """The same values, an expression included, on the same rows; the count of rows changed."""
+    from django.db.models import F
+
+    from server.models import Job
+    from server.prepared import PreparedUpdate
+
+    def build(pk: int, moment: datetime.datetime, worker: str) -> Any:
+        changes = {"attempt": F("attempt") + 1, "claimed": moment, "worker": worker}
+        return Job.objects.filter(pk=pk, status="running"), changes
+
+    prepared = PreparedUpdate(build, int, datetime.datetime, str)
+    first, second = data["jobs"][:2]
+    moment = data["now"] - HOUR
+    assert prepared.run(first.pk, moment, "host:1") == 1
+    queryset, changes = build(second.pk, moment, "host:1")
+    assert queryset.update(**changes) == 1
+    fields = ("attempt", "claimed", "worker")
+    ours, theirs = (Job.objects.values_list(*fields).get(pk=job.pk) for job in (first, second))
+    assert ours == theirs == (first.attempt + 1, moment, "host:1")
+    Job.objects.filter(pk=first.pk).update(status="done")
+    assert prepared.run(first.pk, moment, "host:2") == 0
+    assert Job.objects.get(pk=first.pk).worker == "host:1"
