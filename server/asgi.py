@@ -4,8 +4,8 @@ Django's own handler runs each request's sync parts on a thread made for that re
 a database connection lives for one request; and it runs the middleware in async mode, which
 crosses to that thread and back for each middleware hook, a dozen and more times a request.
 Here every request goes through the middleware in sync mode, as under WSGI, in one crossing
-to asgiref's one sync thread of the process, which keeps its connection (``CONN_MAX_AGE``,
-settings). That one crossing also sends ``request_started`` and, for an answer whose body is
+to the process's one sync thread (:func:`on_sync_thread`), which keeps its connection
+(``CONN_MAX_AGE``, settings). That one crossing also sends ``request_started`` and, for an answer whose body is
 already in memory, closes it (``request_finished``): Django crosses three times for those.
 SQLite serializes writers anyway, and nothing waits on that thread: bodies are read on the
 event loop, and a view that must wait returns a :class:`~server.held.HeldResponse`, completed
@@ -14,11 +14,14 @@ on the event loop (a held claim, :mod:`server.longpoll`) while the client is wat
 
 import asyncio
 import contextlib
+import contextvars
+import functools
 import os
-from typing import IO, Any, cast
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import IO, Any, TypeVar, cast
 
 import django
-from asgiref.sync import sync_to_async
 from django.core import signals
 from django.core.exceptions import RequestAborted
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
@@ -30,6 +33,19 @@ from django.urls import set_script_prefix
 from server.held import HeldResponse
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "server.settings")
+
+T = TypeVar("T")
+_SYNC_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync")
+
+
+async def on_sync_thread(function: Callable[..., T], *args: Any) -> T:
+    """``function(*args)`` on the process's one sync thread, in a copy of this context.
+
+    What asgiref's ``sync_to_async`` does for one thread, without its bookkeeping for
+    nested calls between sync and async code, which no sync code here makes.
+    """
+    call = functools.partial(contextvars.copy_context().run, function, *args)
+    return await asyncio.get_running_loop().run_in_executor(_SYNC_THREAD, call)
 
 
 class OneThreadASGIHandler(ASGIHandler):
@@ -46,13 +62,13 @@ class OneThreadASGIHandler(ASGIHandler):
         except RequestAborted:
             return
         try:
-            request, response = await sync_to_async(self.respond)(scope, body_file)
+            request, response = await on_sync_thread(self.respond, scope, body_file)
             if isinstance(response, HeldResponse) and request is not None:
                 await self.hold(request, response, receive, send)
                 return
             await self.send_response(response, send)
             if not _closes_early(response):
-                await sync_to_async(response.close)()
+                await on_sync_thread(response.close)
         finally:
             body_file.close()
 
@@ -90,9 +106,9 @@ class OneThreadASGIHandler(ASGIHandler):
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         if sent.cancelled():
-            await signals.request_finished.asend(sender=self.__class__)
+            await on_sync_thread(signals.request_finished.send, self.__class__)
         else:
-            await sync_to_async(sent.result().close)()
+            await on_sync_thread(sent.result().close)
 
     async def _complete(
         self, request: HttpRequest, response: HeldResponse, send: Any
@@ -101,7 +117,7 @@ class OneThreadASGIHandler(ASGIHandler):
         try:
             await response.complete()
         except Exception as error:  # as Django answers a view's: logged, handler500
-            answer = await sync_to_async(response_for_exception)(request, error)
+            answer = await on_sync_thread(response_for_exception, request, error)
         with contextlib.suppress(asyncio.CancelledError):  # the client went away meanwhile
             await self.send_response(answer, send)
         return answer
