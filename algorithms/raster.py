@@ -279,8 +279,13 @@ def _text_cover(text: str, size: float, align: str, vertical: bool) -> np.ndarra
     return cover
 
 
+@functools.lru_cache(maxsize=1024)
 def _line_mask(line: str, size: float) -> np.ndarray:
-    """One line of text as coverage, its baseline at the same row whatever its letters."""
+    """One line of text as coverage, its baseline at the same row whatever its letters.
+
+    Kept per process, as lines recur in texts that differ (a title's two lines
+    come in many pairs), and FreeType takes 20-40 us a letter. Read-only.
+    """
     font = _font()
     font.clear()
     font.set_size(size, DPI)
@@ -293,6 +298,7 @@ def _line_mask(line: str, size: float) -> np.ndarray:
     mask = np.zeros((ascent + descent, bitmap.shape[1] + 1), np.uint8)
     cut = bitmap[max(-top, 0) :][: ascent + descent - max(top, 0)]
     mask[max(top, 0) : max(top, 0) + cut.shape[0], : bitmap.shape[1]] = cut
+    mask.setflags(write=False)
     return mask
 
 
