@@ -180,7 +180,11 @@ class Raster:
         cover = cover[:, :, None]
         region = self.pixels[rows, cols]
         paint = np.asarray(colour[:3], dtype=np.float32) * 255
-        region[...] = region * (1 - cover) + cover * paint + 0.5  # uncovered pixels keep their byte
+        blended = region * (1 - cover)
+        if paint.any():  # most text is black
+            blended += cover * paint
+        blended += 0.5  # rounds half up; an uncovered pixel keeps its byte
+        region[...] = blended
 
     def text(
         self,
