@@ -2,10 +2,9 @@
 
 The first run of an algorithm in a fresh process costs about 15 ms more than
 later runs (scikit-learn's parameter validation and metrics, threadpoolctl and
-numpy fill their caches on first use; the pictures load the font and render
-the lines every picture has). Job processes are forked from the forkserver, so
-running one small job per task there, once, with its pictures, when the
-worker starts, lets every job process start warm. A forkserver can only import its
+numpy fill their caches on first use). Job processes are forked from the
+forkserver, so running one small job per task there, once, when the worker
+starts, lets every job process start warm. A forkserver can only import its
 preloaded modules, so the work happens at import: that is this module's job.
 
 Only built-ins run here, from a private registry: plugins are imported in the
@@ -39,13 +38,13 @@ _POINTS = [
 
 
 def warm_up() -> None:
-    """Run each job of `WARM_UP_JOBS` once, with its pictures; ignore every failure."""
+    """Run each job of `WARM_UP_JOBS` once, without pictures; ignore every failure."""
     registry = Registry(BUILTINS)
     for algorithm, task in WARM_UP_JOBS:
         info = {"name": "warm-up", "task": task, "features": ["x", "y"], "target": "label"}
         with contextlib.suppress(Exception):
             dataset = Dataset.from_points(info, _POINTS)
-            run_algorithm(algorithm, {}, dataset, seed=0, registry=registry)
+            run_algorithm(algorithm, {}, dataset, seed=0, registry=registry, pictures=False)
 
 
 warm_up()
