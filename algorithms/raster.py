@@ -13,9 +13,10 @@ Coordinates are pixels from the top left corner; a :class:`Box` is
 size). Nothing here keeps state between pictures but caches of pure results
 (marker masks, text bitmaps).
 
-PNG: 8-bit RGB, the "up" filter (each byte minus the one above it: flat
-colours and repeated rows become zeros) and zlib level 2, about as small as
-the default level 6 for pictures like these and several times faster.
+PNG: 8-bit RGB, no filter, deflated by ISA-L (``isal``) at level 1. On the
+pictures of a course's job stream that is 0.3 ms and 37 KB a picture, where
+zlib at level 2 took 2.2 ms for 35 KB; PNG's filters made these pictures
+larger, not smaller (flat colours already repeat byte for byte).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import zlib
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
+from isal import isal_zlib
 from matplotlib.font_manager import FontProperties, findfont, get_font
 
 __all__ = ["Box", "Raster"]
@@ -34,8 +36,7 @@ DPI = 100
 Colour = tuple[float, ...] | np.ndarray
 BLACK = (0.0, 0.0, 0.0)
 _SUPERSAMPLE = 4
-ZLIB_LEVEL = 2
-_BAND_ROWS = 32  # rows converted to bytes at a time
+DEFLATE_LEVEL = 1
 
 
 class Box(NamedTuple):
@@ -48,16 +49,24 @@ class Box(NamedTuple):
 
 
 class Raster:
-    """White RGB pixels (floats in 0-1, rows from the top) with drawing calls."""
+    """White RGB pixels (bytes, rows from the top) with drawing calls; colours are 0-1 floats.
+
+    Bytes, not floats: a picture is 1.3 MB instead of 5.3 (allocating and
+    filling it was a tenth of a picture's time), and the PNG needs no
+    conversion. Only the pixels a blend touches are computed in floats.
+    """
 
     def __init__(self, width: int, height: int) -> None:
         self.width, self.height = width, height
-        self.pixels = np.ones((height, width, 3), dtype=np.float32)
+        # Each row begins with PNG's filter byte (0, none): the PNG deflates this buffer as it is.
+        self._rows = np.full((height, 1 + 3 * width), 255, dtype=np.uint8)
+        self._rows[:, 0] = 0
+        self.pixels = self._rows[:, 1:].reshape(height, width, 3)  # a view of the rows
 
     def rect(self, box: Box, colour: Colour) -> None:
         """Fill ``box`` (rounded to whole pixels) with one colour."""
         left, top, right, bottom = (_pixel(v) for v in box)
-        self.pixels[max(top, 0) : max(bottom, 0), max(left, 0) : max(right, 0)] = colour[:3]
+        self.pixels[max(top, 0) : max(bottom, 0), max(left, 0) : max(right, 0)] = _bytes(colour[:3])
 
     def frame(self, box: Box, colour: Colour = BLACK, width: int = 1) -> None:
         """The outline of ``box``, ``width`` pixels wide, inside it."""
@@ -75,9 +84,9 @@ class Raster:
         pick_columns = ((np.arange(left, right) - left + 0.5) * columns / (right - left)).astype(
             int
         )
-        colours = np.asarray(colours[..., :3], dtype=np.float32)
-        picked = colours[np.clip(pick_rows, 0, rows - 1)][:, np.clip(pick_columns, 0, columns - 1)]
-        self.pixels[top:bottom, left:right] = picked
+        # Columns, then rows, each by `take` along one axis: seven times faster than indexing.
+        wide = np.take(_bytes(colours[..., :3]), np.clip(pick_columns, 0, columns - 1), axis=1)
+        self.pixels[top:bottom, left:right] = np.take(wide, np.clip(pick_rows, 0, rows - 1), axis=0)
 
     def markers(
         self,
@@ -95,20 +104,25 @@ class Raster:
         earlier ones; pixels outside ``clip`` stay untouched.
         """
         outer, inner = _marker_masks(marker, _pixel(size), edge)
-        fill = np.broadcast_to(np.asarray(fill, dtype=np.float32)[..., :3], (len(x), 3))
+        fill = np.broadcast_to(np.asarray(fill, dtype=np.float32)[..., :3] * 255, (len(x), 3))
         offset = outer.shape[0] // 2
         dy, dx = np.nonzero(outer)
-        rows = np.round(y).astype(int)[:, None] + (dy - offset)[None, :]
-        cols = np.round(x).astype(int)[:, None] + (dx - offset)[None, :]
+        rows = np.round(y).astype(np.intp)[:, None] + (dy - offset)  # markers x mask pixels
+        cols = np.round(x).astype(np.intp)[:, None] + (dx - offset)
         inside = (
-            (cols >= clip.left) & (cols < clip.right) & (rows >= clip.top) & (rows < clip.bottom)
+            (cols >= max(clip.left, 0))
+            & (cols < min(clip.right, self.width))
+            & (rows >= max(clip.top, 0))
+            & (rows < min(clip.bottom, self.height))
         )
-        rows, cols = np.broadcast_to(rows, inside.shape)[inside], cols[inside]
+        marker_of, _ = np.nonzero(inside)
         o = np.broadcast_to(outer[dy, dx], inside.shape)[inside][:, None]
         i = np.broadcast_to(inner[dy, dx], inside.shape)[inside][:, None]
-        colours = np.broadcast_to(fill[:, None, :], (*inside.shape, 3))[inside]
-        background = self.pixels[rows, cols]
-        self.pixels[rows, cols] = background * (1 - o) + colours * i  # the edge is black: o - i
+        # Bytes of the rows buffer, red green blue: one flat index is cheaper than two.
+        red = (rows * self._rows.shape[1] + 3 * cols + 1)[inside]
+        at = red[:, None] + np.arange(3)
+        flat = self._rows.reshape(-1)
+        flat[at] = flat[at] * (1 - o) + fill[marker_of] * i + 0.5  # the edge is black: o - i
 
     def line(
         self,
@@ -134,29 +148,43 @@ class Raster:
         cols = (np.round(xs).astype(int)[:, None] + dx - offset).ravel()
         cover = np.broadcast_to(brush[dy, dx], (len(xs), len(dy))).ravel()
         inside = (
-            (cols >= clip.left) & (cols < clip.right) & (rows >= clip.top) & (rows < clip.bottom)
+            (cols >= max(clip.left, 0))
+            & (cols < min(clip.right, self.width))
+            & (rows >= max(clip.top, 0))
+            & (rows < min(clip.bottom, self.height))
         )
         rows, cols, cover = rows[inside], cols[inside], cover[inside]
         if not len(rows):
             return
         top, left = int(rows.min()), int(cols.min())
         mask = np.zeros((int(rows.max()) - top + 1, int(cols.max()) - left + 1), np.float32)
-        np.maximum.at(mask, (rows - top, cols - left), cover)
-        self.blend(mask, colour, (top, left))
-
-    def blend(self, mask: np.ndarray, colour: Colour, at: tuple[int, int] = (0, 0)) -> None:
-        """Paint ``colour`` with the coverage ``mask`` (0-1), its top left corner at ``at``."""
-        top, left = at
-        bottom, right = top + mask.shape[0], left + mask.shape[1]
-        cut = mask[max(-top, 0) : mask.shape[0] - max(bottom - self.height, 0)]
-        cut = cut[:, max(-left, 0) : mask.shape[1] - max(right - self.width, 0)]
-        top, left = max(top, 0), max(left, 0)
-        rows, cols = np.nonzero(cut)  # most of a text's or a line's box is empty
-        cover = cut[rows, cols][:, None]
+        np.maximum.at(mask, (rows - top, cols - left), cover)  # where the brush overlaps itself
+        rows, cols = np.nonzero(mask)  # most of a line's box is empty: paint only its pixels
+        cover = mask[rows, cols][:, None]
         rows += top
         cols += left
-        paint = np.asarray(colour[:3], dtype=np.float32)
-        self.pixels[rows, cols] = self.pixels[rows, cols] * (1 - cover) + cover * paint
+        paint = np.asarray(colour[:3], dtype=np.float32) * 255
+        self.pixels[rows, cols] = self.pixels[rows, cols] * (1 - cover) + cover * paint + 0.5
+
+    def blend(self, mask: np.ndarray, colour: Colour, at: tuple[int, int] = (0, 0)) -> None:
+        """Paint ``colour`` with the coverage ``mask`` (0-1), its top left corner at ``at``.
+
+        Over the whole box, which suits small dense masks such as text.
+        """
+        top, left = at
+        rows = slice(max(top, 0), min(top + mask.shape[0], self.height))
+        cols = slice(max(left, 0), min(left + mask.shape[1], self.width))
+        if rows.start >= rows.stop or cols.start >= cols.stop:
+            return
+        cover = mask[rows.start - top : rows.stop - top, cols.start - left : cols.stop - left]
+        cover = cover[:, :, None]
+        region = self.pixels[rows, cols]
+        paint = np.asarray(colour[:3], dtype=np.float32) * 255
+        blended = region * (1 - cover)
+        if paint.any():  # most text is black
+            blended += cover * paint
+        blended += 0.5  # rounds half up; an uncovered pixel keeps its byte
+        region[...] = blended
 
     def text(
         self,
@@ -170,9 +198,7 @@ class Raster:
         vertical: bool = False,
     ) -> None:
         """``text`` (lines split at newlines) aligned to (x, y); ``vertical`` reads upwards."""
-        mask = text_mask(text, size, ha).astype(np.float32) / 255
-        if vertical:
-            mask = np.rot90(mask)
+        mask = _text_cover(text, size, ha, vertical)
         height, width = mask.shape
         left = {"left": x, "center": x - width / 2, "right": x - width}[ha]
         top = {"top": y, "center": y - height / 2, "bottom": y - height}[va]
@@ -180,48 +206,30 @@ class Raster:
 
     def png(self) -> bytes:
         """The picture as PNG bytes."""
-        return encode_png(_to_bytes(self.pixels))
+        return encode_png(self._rows, self.width)
 
     def halved(self) -> Raster:
         """The picture at half the width and height, each pixel the mean of four."""
         height, width = self.height // 2, self.width // 2
         smaller = Raster(width, height)
         blocks = self.pixels[: 2 * height, : 2 * width].reshape(height, 2, width, 2, 3)
-        smaller.pixels = blocks.mean(axis=(1, 3))
+        smaller.pixels[...] = blocks.mean(axis=(1, 3)) + 0.5
         return smaller
 
 
-def _to_bytes(pixels: np.ndarray) -> np.ndarray:
-    """Colours in 0-1 as rounded bytes, a band of rows at a time.
-
-    Eight times faster than one expression over the whole picture: its three
-    temporaries of 5 MB each miss the CPU's cache; a band's stays in it.
-    """
-    out = np.empty(pixels.shape, dtype=np.uint8)
-    scratch = np.empty((_BAND_ROWS, *pixels.shape[1:]), dtype=pixels.dtype)
-    for top in range(0, len(pixels), _BAND_ROWS):
-        rows = pixels[top : top + _BAND_ROWS]
-        band = scratch[: len(rows)]
-        np.multiply(rows, 255, out=band)
-        band += 0.5
-        out[top : top + len(rows)] = band  # truncates, as astype does: rounded half up
-    return out
+def _bytes(colours: Any) -> np.ndarray:
+    """Colours in 0-1 as bytes, rounded half up."""
+    return (np.asarray(colours, dtype=np.float32) * 255 + 0.5).astype(np.uint8)
 
 
-def encode_png(rgb: np.ndarray) -> bytes:
-    """An 8-bit RGB PNG of an ``(height, width, 3)`` uint8 array."""
-    height, width, _ = rgb.shape
-    rows = np.empty((height, 1 + 3 * width), dtype=np.uint8)
-    flat = rgb.reshape(height, 3 * width)
-    rows[:, 0] = 2  # the "up" filter
-    rows[0, 1:] = flat[0]
-    np.subtract(flat[1:], flat[:-1], out=rows[1:, 1:])
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+def encode_png(rows: np.ndarray, width: int) -> bytes:
+    """An 8-bit RGB PNG of ``(height, 1 + 3 * width)`` bytes, each row led by its filter byte."""
+    header = struct.pack(">IIBBBBB", width, len(rows), 8, 2, 0, 0, 0)
     return b"".join(
         (
             b"\x89PNG\r\n\x1a\n",
             _chunk(b"IHDR", header),
-            _chunk(b"IDAT", zlib.compress(rows.tobytes(), ZLIB_LEVEL)),
+            _chunk(b"IDAT", isal_zlib.compress(rows, DEFLATE_LEVEL)),
             _chunk(b"IEND", b""),
         )
     )
@@ -265,8 +273,23 @@ def text_mask(text: str, size: float, align: str) -> np.ndarray:
     return mask
 
 
+@functools.lru_cache(maxsize=512)
+def _text_cover(text: str, size: float, align: str, vertical: bool) -> np.ndarray:
+    """`text_mask` as coverage in 0-1, turned to read upwards if ``vertical``; read-only."""
+    cover = text_mask(text, size, align).astype(np.float32) / 255
+    if vertical:
+        cover = np.ascontiguousarray(np.rot90(cover))
+    cover.setflags(write=False)
+    return cover
+
+
+@functools.lru_cache(maxsize=1024)
 def _line_mask(line: str, size: float) -> np.ndarray:
-    """One line of text as coverage, its baseline at the same row whatever its letters."""
+    """One line of text as coverage, its baseline at the same row whatever its letters.
+
+    Kept per process, as lines recur in texts that differ (a title's two lines
+    come in many pairs), and FreeType takes 20-40 us a letter. Read-only.
+    """
     font = _font()
     font.clear()
     font.set_size(size, DPI)
@@ -279,6 +302,7 @@ def _line_mask(line: str, size: float) -> np.ndarray:
     mask = np.zeros((ascent + descent, bitmap.shape[1] + 1), np.uint8)
     cut = bitmap[max(-top, 0) :][: ascent + descent - max(top, 0)]
     mask[max(top, 0) : max(top, 0) + cut.shape[0], : bitmap.shape[1]] = cut
+    mask.setflags(write=False)
     return mask
 
 

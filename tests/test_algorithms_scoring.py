@@ -66,6 +66,33 @@ def test_classification_on_iris_equals_plain_scikit_learn() -> None:
     assert extras["baseline_accuracy"] == pytest.approx(np.mean(y_test == most_frequent))
 
 
+@pytest.mark.parametrize(
+    ("y_true", "y_pred"),
+    [
+        (np.array([2, 0, 1, 2, 2, 0]), np.array([2, 1, 1, 0, 2, 0])),
+        (np.array([5, 7, 7]), np.array([9, 7, 5], dtype=np.uint8)),  # a label only predicted
+        (
+            np.array(["setosa", "versicolor", "setosa"]),
+            np.array(["versicolor", "virginica", "setosa"]),
+        ),
+        (np.array([1.0, 2.0, 2.0]), np.array([2.0, 2.0, 1.0])),  # floats: scikit-learn counts
+    ],
+)
+def test_confusion_counts_are_scikit_learns(y_true: np.ndarray, y_pred: np.ndarray) -> None:
+    """The confusion matrix counted with numpy equals scikit-learn's, labels sorted the same."""
+    expected = metrics.confusion_matrix(y_true, y_pred)
+
+    counts = scoring.confusion_counts(y_true, y_pred)
+
+    assert counts.tolist() == expected.tolist()
+
+
+def test_labels_of_two_kinds_are_refused_as_scikit_learn_refuses_them() -> None:
+    """Predicted strings against true numbers are an error naming the mix, not a zero score."""
+    with pytest.raises(ValueError, match="Mix of label input types"):
+        scoring.confusion_counts(np.array([1, 2, 1]), np.array(["1", "2", "1"]))
+
+
 def test_classification_all_same_prediction_has_zero_for_unpredicted_classes() -> None:
     """Predicting one class for everything gives zero precision for the others, not NaN."""
     y_true = np.array([0, 1, 2, 0, 1, 2])

@@ -75,11 +75,17 @@ def run(args: argparse.Namespace) -> int:
     if settings is None:
         return os.EX_CONFIG
     pin_threads(os.environ)  # before the supervisor imports numpy
-    _configure_logging(settings)
     if settings.processes > 1:
+        from worker.jobforkserver import JobForkServer
+
+        # First: its imports (2 s of scikit-learn) overlap the supervisor's and the login.
+        forkserver = JobForkServer()
+        forkserver.ensure_running()
+        _configure_logging(settings)
         from worker.supervisor import supervise
 
-        return supervise(settings, burst=args.burst)
+        return supervise(settings, forkserver, burst=args.burst)
+    _configure_logging(settings)
     from worker.daemon import run_worker
     from worker.lifecycle import Shutdown
     from worker.metrics import start_metrics

@@ -84,11 +84,13 @@ class Slot:
         return delay
 
 
-def supervise(settings: Settings, *, burst: bool = False) -> int:
-    """Run `settings.processes` workers until stopped; the exit status of the whole."""
+def supervise(settings: Settings, forkserver: JobForkServer, *, burst: bool = False) -> int:
+    """Run `settings.processes` workers until stopped; the exit status of the whole.
+
+    `forkserver` is launched by the caller, as early as it can: the job
+    processes of every worker come from it, and it stops with the supervisor.
+    """
     resource_tracker.ensure_running()  # one for the machine: the forked workers reuse it
-    forkserver = JobForkServer()
-    forkserver.ensure_running()  # its imports overlap the login
     try:
         return _supervise(settings, forkserver, burst=burst)
     finally:
