@@ -5,11 +5,12 @@ a database connection lives for one request; and it runs the middleware in async
 crosses to that thread and back for each middleware hook, a dozen and more times a request.
 Here every request goes through the middleware in sync mode, as under WSGI, in one crossing
 to the process's one sync thread (:func:`on_sync_thread`), which keeps its connection
-(``CONN_MAX_AGE``, settings). That one crossing also sends ``request_started`` and, for an answer whose body is
-already in memory, closes it (``request_finished``): Django crosses three times for those.
-SQLite serializes writers anyway, and nothing waits on that thread: bodies are read on the
-event loop, and a view that must wait returns a :class:`~server.held.HeldResponse`, completed
-on the event loop (a held claim, :mod:`server.longpoll`) while the client is watched.
+(``CONN_MAX_AGE``, settings). That one crossing also sends ``request_started`` and, for an
+answer whose body is already in memory, closes it (``request_finished``): Django crosses
+three times for those. SQLite serializes writers anyway, and nothing waits on that thread:
+bodies are read on the event loop, and a view that must wait returns a
+:class:`~server.held.HeldResponse`, completed on the event loop (a held claim,
+:mod:`server.longpoll`) while the client is watched.
 """
 
 import asyncio
