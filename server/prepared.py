@@ -17,24 +17,26 @@ from __future__ import annotations
 import datetime
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, Generic, TypeAlias, TypeVar, cast
 
 from django.db import connections, router, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import QuerySet
+from django.db.models import CharField, Field, QuerySet, Value
 from django.db.models.query import ValuesListIterable
 from django.db.models.sql import UpdateQuery
 
 T = TypeVar("T", bound=tuple[Any, ...])
 Param = int | str | datetime.datetime
+# A parameter's kind: a type above, or the model field whose column an update sets to it.
+Kind: TypeAlias = "type[Param] | Field[Any, Any]"
 
 # Values nobody passes, found in the compiled parameters to know where each argument goes.
 # Ids within the range of every integer field but the smallest: PostgreSQL's backend drops
 # a comparison with a value out of a field's range from the SQL.
-_INT_MARKERS = tuple(2**31 - 1 - number for number in range(8))
-_STR_MARKERS = tuple(f"\x00prepared-{number}" for number in range(8))
+_INT_MARKERS = tuple(2**31 - 1 - number for number in range(16))
+_STR_MARKERS = tuple(f"\x00prepared-{number}" for number in range(16))
 _TIME_MARKERS = tuple(
-    datetime.datetime(1901, 2, 3, 4, 5, 6, number + 1, tzinfo=datetime.UTC) for number in range(8)
+    datetime.datetime(1901, 2, 3, 4, 5, 6, number + 1, tzinfo=datetime.UTC) for number in range(16)
 )
 
 
@@ -45,6 +47,16 @@ def _adapt(value: Param, connection: BaseDatabaseWrapper) -> Any:
     return value
 
 
+def _preparer(kind: Kind) -> Callable[[Any, BaseDatabaseWrapper], Any]:
+    """How a parameter of ``kind`` goes to the driver: as a field prepares a value it saves."""
+    return kind.get_db_prep_save if isinstance(kind, Field) else _adapt
+
+
+def _found(marker: Any, connection: BaseDatabaseWrapper) -> Any:
+    """What a marker is among the compiled parameters."""
+    return marker.value if isinstance(marker, Value) else _adapt(marker, connection)
+
+
 @dataclass(frozen=True)
 class _Compiled:
     """One queryset's SQL for one database, and how to turn its rows into results."""
@@ -53,11 +65,12 @@ class _Compiled:
     constants: tuple[Any, ...]  # the compiled parameters, markers included
     slots: tuple[tuple[int, int], ...]  # (position in the parameters, argument number)
     converters: tuple[tuple[int, tuple[Callable[..., Any], ...], Any], ...]
+    prepare: tuple[Callable[[Any, BaseDatabaseWrapper], Any], ...]  # one per argument
 
-    def params(self, values: Sequence[Param], connection: BaseDatabaseWrapper) -> list[Any]:
+    def params(self, values: Sequence[Any], connection: BaseDatabaseWrapper) -> list[Any]:
         params = list(self.constants)
         for position, argument in self.slots:
-            params[position] = _adapt(values[argument], connection)
+            params[position] = self.prepare[argument](values[argument], connection)
         return params
 
     def convert(self, row: Sequence[Any], connection: BaseDatabaseWrapper) -> tuple[Any, ...]:
@@ -73,10 +86,10 @@ class _Compiled:
 
 
 def _slots(
-    sql: str, constants: Sequence[Any], markers: Sequence[Param], connection: BaseDatabaseWrapper
+    sql: str, constants: Sequence[Any], markers: Sequence[Any], connection: BaseDatabaseWrapper
 ) -> tuple[tuple[int, int], ...]:
     """Where each marker went in the compiled parameters; refused if one is not found."""
-    adapted = [_adapt(marker, connection) for marker in markers]
+    adapted = [_found(marker, connection) for marker in markers]
     slots = tuple(
         (position, adapted.index(value))
         for position, value in enumerate(constants)
@@ -89,7 +102,7 @@ def _slots(
     return slots
 
 
-def _compile(queryset: QuerySet[Any], markers: Sequence[Param]) -> _Compiled:
+def _compile(queryset: QuerySet[Any], markers: Sequence[Any], kinds: Sequence[Kind]) -> _Compiled:
     if queryset._iterable_class is not ValuesListIterable or queryset.query.annotation_select:
         raise ValueError("a prepared queryset is a values_list() of fields, without annotations")
     compiler = queryset.query.get_compiler(using=queryset.db)
@@ -100,11 +113,11 @@ def _compile(queryset: QuerySet[Any], markers: Sequence[Param]) -> _Compiled:
         (position, tuple(functions), expression)
         for position, (functions, expression) in compiler.get_converters(columns).items()
     )
-    return _Compiled(sql, tuple(constants), slots, converters)
+    return _Compiled(sql, tuple(constants), slots, converters, tuple(map(_preparer, kinds)))
 
 
 def _compile_update(
-    queryset: QuerySet[Any], values: dict[str, Any], markers: Sequence[Param]
+    queryset: QuerySet[Any], values: dict[str, Any], markers: Sequence[Any], kinds: Sequence[Kind]
 ) -> _Compiled:
     """The SQL of ``queryset.update(**values)``, built as ``QuerySet.update`` builds it."""
     query = cast(UpdateQuery, queryset.query.chain(UpdateQuery))
@@ -112,16 +125,23 @@ def _compile_update(
     query.annotations = {}
     sql, constants = query.get_compiler(using=queryset.db).as_sql()
     slots = _slots(sql, constants, markers, connections[queryset.db])
-    return _Compiled(sql, tuple(constants), slots, ())
+    return _Compiled(sql, tuple(constants), slots, (), tuple(map(_preparer, kinds)))
 
 
-def _markers(kinds: Sequence[type[Param]]) -> tuple[Param, ...]:
+def _markers(kinds: Sequence[Kind]) -> tuple[Any, ...]:
+    """A marker per parameter; a column's is a string, as an expression the ORM leaves as is."""
     pools: dict[type[Param], Iterator[Param]] = {
         int: iter(_INT_MARKERS),
         str: iter(_STR_MARKERS),
         datetime.datetime: iter(_TIME_MARKERS),
     }
-    return tuple(next(pools[kind]) for kind in kinds)
+    markers: list[Any] = []
+    for kind in kinds:
+        if isinstance(kind, Field):
+            markers.append(Value(next(pools[str]), output_field=CharField()))
+        else:
+            markers.append(next(pools[kind]))
+    return tuple(markers)
 
 
 class Prepared(Generic[T]):
@@ -134,6 +154,7 @@ class Prepared(Generic[T]):
 
     def __init__(self, build: Callable[..., QuerySet[Any, T]], *kinds: type[Param]) -> None:
         self._build = build
+        self._kinds = kinds
         self._markers = _markers(kinds)
         self._compiled: _Compiled | None = None
         self._alias = ""
@@ -148,7 +169,7 @@ class Prepared(Generic[T]):
         compiled = self._compiled
         if compiled is None:  # two threads may both compile: either result will do
             queryset = self._build(*self._markers)
-            compiled = _compile(queryset, self._markers)
+            compiled = _compile(queryset, self._markers, self._kinds)
             self._alias, self._compiled = queryset.db, compiled
         connection = connections[self._alias]
         with connection.cursor() as cursor:
@@ -165,25 +186,28 @@ class PreparedUpdate:
     """``queryset.update(**values)`` from ``build(*parameters)``, compiled once and run as SQL.
 
     ``build`` returns the queryset and the values; the parameters are as for
-    :class:`Prepared`, plus strings (``str``). Like ``QuerySet.update``, it answers the
-    number of rows changed and sends no signals.
+    :class:`Prepared`, plus strings (``str``), plus values of any type set to a column:
+    their kind is the model field, which prepares them as it does for ``update`` (JSON,
+    numbers; ``None`` is SQL ``NULL``). Like ``QuerySet.update``, it answers the number
+    of rows changed and sends no signals.
     """
 
     def __init__(
-        self, build: Callable[..., tuple[QuerySet[Any], dict[str, Any]]], *kinds: type[Param]
+        self, build: Callable[..., tuple[QuerySet[Any], dict[str, Any]]], *kinds: Kind
     ) -> None:
         self._build = build
+        self._kinds = kinds
         self._markers = _markers(kinds)
         self._compiled: _Compiled | None = None
         self._alias = ""
 
-    def run(self, *values: Param) -> int:
+    def run(self, *values: Any) -> int:
         """Update the rows for ``values``; how many were changed."""
         compiled = self._compiled
         if compiled is None:  # two threads may both compile: either result will do
             queryset, changes = self._build(*self._markers)
             alias = router.db_for_write(queryset.model)  # where QuerySet.update would write
-            compiled = _compile_update(queryset.using(alias), changes, self._markers)
+            compiled = _compile_update(queryset.using(alias), changes, self._markers, self._kinds)
             self._alias, self._compiled = alias, compiled
         connection = connections[self._alias]
         rollback_on_error = transaction.mark_for_rollback_on_error(using=self._alias)

@@ -110,3 +110,26 @@ def test_an_update_changes_what_the_querysets_update_changes(data: dict[str, Any
     Job.objects.filter(pk=first.pk).update(status="done")
     assert prepared.run(first.pk, moment, "host:2") == 0
     assert Job.objects.get(pk=first.pk).worker == "host:1"
+
+
+def test_column_values_are_saved_as_the_orm_saves_them(data: dict[str, Any]) -> None:
+    """JSON, numbers, text and None set through the fields give the rows ``update`` gives."""
+    from server.models import Job
+    from server.prepared import PreparedUpdate
+
+    names = ("labels_training", "labels_test", "score_test", "extra_scores_test", "message")
+    columns = {field.name: field for field in Job._meta.concrete_fields}
+
+    def build(pk: int, *values: Any) -> Any:
+        return Job.objects.filter(pk=pk), dict(zip(names, values, strict=True))
+
+    prepared = PreparedUpdate(build, int, *(columns[name] for name in names))
+    values = ([0, "b", 1.5, None], None, 0.25, {"f1": 0.5}, "fin\u00e9")
+    first, second = data["jobs"][:2]
+    assert prepared.run(first.pk, *values) == 1
+    queryset, changes = build(second.pk, *values)
+    assert queryset.update(**changes) == 1
+    ours, theirs = (Job.objects.values_list(*names).get(pk=job.pk) for job in (first, second))
+    assert ours == theirs == values
+    assert prepared.run(first.pk, None, [1], None, None, "") == 1
+    assert Job.objects.values_list(*names).get(pk=first.pk) == (None, [1], None, None, "")

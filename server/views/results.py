@@ -14,12 +14,13 @@ from typing import Any
 from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
 from server.forms import UpdateForm
 from server.models import Dataset, Job, Picture
-from server.prepared import Prepared
+from server.prepared import Prepared, PreparedUpdate
 from server.uploads import OversizedFile
 from server.views.common import ClientError, api_view, get_or_404, json_response, valid_form
 from server.wire import set_sizes
@@ -45,6 +46,19 @@ _DATASET_OF_JOB = Prepared(
 _PICTURE_DIGESTS = Prepared(
     lambda pk: Picture.objects.filter(job_id=pk).order_by().values_list("sha256"), int
 )
+FINISHED_FIELDS = (*RESULT_FIELDS, "status", "finished", "update_digest")
+
+
+def _finish(pk: int, *values: Any) -> tuple[QuerySet[Job], dict[str, Any]]:
+    """A running job finished with ``values`` of :data:`FINISHED_FIELDS`, its lease ended."""
+    return Job.objects.filter(pk=pk, status="running"), {
+        **dict(zip(FINISHED_FIELDS, values, strict=True)),
+        "lease_expires": None,
+    }
+
+
+_COLUMNS = {field.name: field for field in Job._meta.concrete_fields}
+_FINISH = PreparedUpdate(_finish, int, *(_COLUMNS[name] for name in FINISHED_FIELDS))
 
 
 def _locked_job(job_id: int) -> Job:
@@ -117,13 +131,9 @@ def _record_result(request: HttpRequest, job_id: int, pictures: list[bytes]) -> 
     data = valid_form(UpdateForm(request.POST, set_sizes=set_sizes(dataset)))
     digest = result_digest(data)
     with transaction.atomic():
-        finished = Job.objects.filter(pk=job_id, status="running").update(
-            **{name: data[name] for name in RESULT_FIELDS},
-            status="done" if data["success"] else "failed",
-            finished=timezone.now(),
-            lease_expires=None,
-            update_digest=digest,
-        )
+        status = "done" if data["success"] else "failed"
+        results = (data[name] for name in RESULT_FIELDS)
+        finished = _FINISH.run(job_id, *results, status, timezone.now(), digest)
         if not finished:
             job = _locked_job(job_id)
             if job.status in ("done", "failed"):
