@@ -257,9 +257,13 @@ def _draw_map(result: _Result) -> Raster:
         )
         what = f"{what}, {len(dataset.features)} features projected by PCA"
     colouring = colouring_for(dataset, [p.y_pred for p in result.sets], truth=False)
-    shown = project(result.all_X)
+    shown = project(result.all_X)  # once for all sets (`all_X` stacks them in order)
+    ends = np.cumsum([len(p.X) for p in result.sets])[:-1]
+    of_set = dict(zip((p.set_name for p in result.sets), np.split(shown, ends), strict=True))
     plot = Plot(Raster(WIDTH, HEIGHT), data_limits(shown[:, 0]), data_limits(shown[:, 1]))
-    bottom = _scatter(plot, result, lambda p: project(p.X), lambda p: colouring.colours(p.y_pred))
+    bottom = _scatter(
+        plot, result, lambda p: of_set[p.set_name], lambda p: colouring.colours(p.y_pred)
+    )
     colouring.add_key(plot.raster, bottom)
     plot.axes(names[0], names[1])
     result.title(plot, what)

@@ -28,10 +28,9 @@ import logging
 import os
 import sys
 from collections.abc import Callable
-from importlib.metadata import version
 from typing import Any
 
-from worker import commands, demo
+from worker import commands
 from worker.logs import configure_logging
 
 __all__ = ["EXIT_STATUSES", "build_parser", "main"]
@@ -50,6 +49,23 @@ EXIT_STATUSES = (
     (EX_CLOSED_PIPE, "the reader of the output went away (as head -1 does)"),
 )  # fmt: skip
 EPILOG = "exit status:\n" + "\n".join(f"  {code:<4} {text}" for code, text in EXIT_STATUSES)
+
+
+class _Version(argparse.Action):
+    """argparse's version action, reading the installed version only when asked.
+
+    `importlib.metadata` takes 60 ms to import: every command would pay it,
+    `mlworker run` before it launches its job forkserver.
+    """
+
+    def __init__(self, option_strings: list[str], dest: str, help: str | None = None) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> None:
+        from importlib.metadata import version
+
+        print(f"{parser.prog} {version('mlworker')}")
+        parser.exit()
 
 
 class _Formatter(argparse.HelpFormatter):
@@ -85,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=_Formatter,
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {version('mlworker')}")
+    parser.add_argument("--version", action=_Version, help="show the version and exit")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in _SUBCOMMANDS:
         add(subparsers)
@@ -106,6 +122,38 @@ def _add_algorithms(subparsers: Subparsers) -> None:
         "--json", action="store_true", help="print a JSON list instead of readable text"
     )
     parser.set_defaults(handler=_algorithms)
+
+
+def _add_demo(subparsers: Subparsers) -> None:
+    parser = subparsers.add_parser(
+        "demo",
+        help="run the reference server with demo data and workers until every demo job is done",
+        description="Start the reference server with demo data on a free loopback port, run "
+        "worker processes until every demo job is done, print the results, clean up.",
+    )
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="leave the server running afterwards, to browse results and pictures",
+    )
+    parser.add_argument(
+        "--processes", type=_positive, default=2, metavar="N", help="worker processes (2)"
+    )
+    parser.set_defaults(handler=_demo)
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return int(text)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    # Imported here: the demo's HTTP client and server helpers would delay every other
+    # command, `mlworker run`'s launch of the job forkserver first.
+    from worker.demo import demo
+
+    return demo(args)
 
 
 def _algorithms(args: argparse.Namespace) -> int:
@@ -142,5 +190,5 @@ _SUBCOMMANDS: tuple[Callable[[Subparsers], None], ...] = (
     commands.add_run,
     commands.add_check,
     _add_algorithms,
-    demo.add_demo,
+    _add_demo,
 )

@@ -61,31 +61,6 @@ class DemoError(Exception):
     """The demo cannot go on; the sentence says why and what to do."""
 
 
-def add_demo(subparsers: Any) -> None:
-    """Register `mlworker demo`."""
-    parser = subparsers.add_parser(
-        "demo",
-        help="run the reference server with demo data and workers until every demo job is done",
-        description="Start the reference server with demo data on a free loopback port, run "
-        "worker processes until every demo job is done, print the results, clean up.",
-    )
-    parser.add_argument(
-        "--keep",
-        action="store_true",
-        help="leave the server running afterwards, to browse results and pictures",
-    )
-    parser.add_argument(
-        "--processes", type=_positive, default=2, metavar="N", help="worker processes (2)"
-    )
-    parser.set_defaults(handler=demo)
-
-
-def _positive(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
-    return int(text)
-
-
 @dataclass
 class Demo:
     """The demo's temporary directory and the processes it started there."""
@@ -335,4 +310,4 @@ def _print_pictures(results: dict[int, dict[str, Any]], run: Demo, *, keep: bool
     )
 
 
-__all__ = ["Demo", "add_demo", "demo"]
+__all__ = ["Demo", "demo"]

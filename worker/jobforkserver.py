@@ -45,7 +45,7 @@ from typing import Any
 
 import structlog
 
-from worker import jobproc
+from worker.jobenv import job_environment
 
 _log = structlog.get_logger(__name__)
 
@@ -72,7 +72,7 @@ class JobForkServer(ForkServer):
     """multiprocessing's forkserver in the job environment, stopped only by its owner.
 
     `ensure_running` launches it (with the thread variables and without the
-    worker's secrets: `jobproc.job_environment`) in the owner; in a process
+    worker's secrets: `worker.jobenv.job_environment`) in the owner; in a process
     that inherited it by `fork` it trusts it, and `connect_to_new_process`
     launches an own one when it no longer answers.
     """
@@ -104,7 +104,7 @@ class JobForkServer(ForkServer):
         self._owner = os.getpid()
         if self._forkserver_pid is not None and _ended(self._forkserver_pid):
             _log.warning("the job forkserver died; starting a new one", pid=self._forkserver_pid)
-        with jobproc.job_environment():
+        with job_environment():
             super().ensure_running()  # reaps a dead one first
 
     def connect_to_new_process(self, fds: Sequence[int]) -> tuple[int, int]:

@@ -40,8 +40,8 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager, suppress
+from collections.abc import Mapping
+from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from multiprocessing import parent_process
 from multiprocessing.connection import Connection, wait
@@ -50,19 +50,8 @@ from typing import Any, Literal, NoReturn
 from algorithms.dataset import Dataset
 from algorithms.errors import AlgorithmError
 from algorithms.jobresult import JobResult
-from worker.sdnotify import NOTIFY_ENV_VARS
-from worker.threads import THREAD_VARIABLES
 
 ReportKind = Literal["success", "error", "exception", "memory"]
-
-#: Left out of the environment of job processes: systemd's notify protocol, the password
-#: and every variable that says where a file holding it is.
-PRIVATE_VARIABLES = (
-    *NOTIFY_ENV_VARS,
-    "MLWORKER_PASSWORD",
-    "MLWORKER_PASSWORD_FILE",
-    "CREDENTIALS_DIRECTORY",
-)
 
 #: Exit status of a job process that ran out of memory even for sending its report.
 EXIT_NO_MEMORY = 86
@@ -120,33 +109,6 @@ class Finished:
     finished: float
     reusable: bool = False  # the job ended cleanly and the global state is as it was
     grown: int = 0  # bytes the process's peak memory (RSS or address space) grew since Ready
-
-
-@contextmanager
-def job_environment() -> Iterator[None]:
-    """Give processes started inside this block the environment of job processes.
-
-    Job processes are forked from the forkserver, which inherits `os.environ`
-    as it is when it starts; so the block changes it for that moment and then
-    restores the worker's own values (other threads may glimpse the change).
-    """
-    changes: dict[str, str | None] = dict.fromkeys(THREAD_VARIABLES, "1")
-    changes["MPLBACKEND"] = "Agg"  # pictures are files: never a window, even with a display
-    changes.update(dict.fromkeys(PRIVATE_VARIABLES))
-    saved = {name: os.environ.get(name) for name in changes}
-    _set_environment(changes)
-    try:
-        yield
-    finally:
-        _set_environment(saved)
-
-
-def _set_environment(values: Mapping[str, str | None]) -> None:
-    for name, value in values.items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
 
 
 def main(jobs: Connection, reports: Connection) -> NoReturn:

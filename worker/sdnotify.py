@@ -11,7 +11,7 @@ from) enable the watchdog; ``watchdog()`` may be called from every turn of the m
 sends at most once per half period, as systemd's documentation recommends.
 
 Job processes must not inherit these variables (a job could otherwise speak for the unit):
-``worker.jobproc.job_environment`` leaves ``NOTIFY_ENV_VARS`` out of theirs.
+``worker.jobenv.job_environment`` leaves ``NOTIFY_ENV_VARS`` out of theirs.
 """
 
 from __future__ import annotations
