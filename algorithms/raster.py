@@ -252,13 +252,13 @@ def text_size(text: str, size: float = 10.0) -> tuple[int, int]:
     return width, height
 
 
-@functools.lru_cache(maxsize=512)
+@functools.lru_cache(maxsize=256)
 def text_mask(text: str, size: float, align: str) -> np.ndarray:
     """The coverage (0-255) of ``text`` at ``size`` points, its lines aligned to ``align``.
 
-    Kept per process: tick values, counts, class names and the first lines
-    of titles recur in every picture; 512 texts of a byte per pixel are a
-    few MB, also in a process that serves many jobs. Read-only, as shared.
+    Kept per process: tick values, counts and class names recur in every
+    picture. 256 texts of a byte per pixel are at most 6 MB (a two-line
+    title is 23 KB), also in a process that serves many jobs. Read-only.
     """
     lines = [_line_mask(line, size) for line in text.split("\n")]
     step = _pixel(size * DPI / 72 * 1.2)
@@ -273,22 +273,23 @@ def text_mask(text: str, size: float, align: str) -> np.ndarray:
     return mask
 
 
-@functools.lru_cache(maxsize=512)
 def _text_cover(text: str, size: float, align: str, vertical: bool) -> np.ndarray:
-    """`text_mask` as coverage in 0-1, turned to read upwards if ``vertical``; read-only."""
-    cover = text_mask(text, size, align).astype(np.float32) / 255
-    if vertical:
-        cover = np.ascontiguousarray(np.rot90(cover))
-    cover.setflags(write=False)
-    return cover
+    """`text_mask` as coverage in 0-1, turned to read upwards if ``vertical``.
+
+    Not kept: floats take four times the bytes of the kept mask, and a
+    title's would be a tenth of a megabyte in every job process.
+    """
+    mask = text_mask(text, size, align)
+    return (np.rot90(mask) if vertical else mask) * np.float32(1 / 255)
 
 
-@functools.lru_cache(maxsize=1024)
+@functools.lru_cache(maxsize=512)
 def _line_mask(line: str, size: float) -> np.ndarray:
     """One line of text as coverage, its baseline at the same row whatever its letters.
 
     Kept per process, as lines recur in texts that differ (a title's two lines
-    come in many pairs), and FreeType takes 20-40 us a letter. Read-only.
+    come in many pairs), and FreeType takes 20-40 us a letter. 512 lines are
+    at most 6 MB (a title's line is 12 KB). Read-only.
     """
     font = _font()
     font.clear()
