@@ -91,6 +91,35 @@ def test_set_sizes_are_counted_once_per_dataset_version(data: dict[str, Any]) ->
     assert set_sizes(dataset) == {**SIZES, "test": SIZES["test"] + 1}
 
 
+def test_points_are_encoded_once_per_dataset_version_and_role(data: dict[str, Any]) -> None:
+    """A second download of the same points runs no query on them; a new version, or a
+    student instead of a worker, gets its own body (hidden labels stay hidden)."""
+    from django.contrib.auth.models import User
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+
+    from server.models import Point
+
+    dataset, worker = data["dataset"], _client(data)
+    url = f"/datasets/{dataset.pk}/points/"
+    first = worker.get(url)
+    with CaptureQueriesContext(connection) as counted:
+        again = worker.get(url)
+    assert again.content == first.content
+    assert not [query for query in counted if "point" in query["sql"].lower()]
+    assert [point["label"] for point in first.json()] == [0] * sum(SIZES.values())
+
+    student = Client(HTTP_HOST="127.0.0.1")
+    student.force_login(User.objects.create_user("student", password="queries-Pw-2"))
+    hidden = {point["set"]: point["label"] for point in student.get(url).json()}
+    assert hidden == {"training": 0, "test": None, "validation": None}
+
+    Point.objects.create(dataset=dataset, set="training", values={"x": 9}, label=1)
+    dataset.refresh_version()
+    assert [point["label"] for point in worker.get(url).json()][-1] == 1
+
+
 def test_a_finish_with_two_pictures_costs_seven_queries(data: dict[str, Any]) -> None:
     """The user, the job with its dataset's version, then in a transaction (here a savepoint)
     the job's update, its pictures' digests and one insert of both. The session came from

@@ -8,6 +8,7 @@ from django.http import HttpRequest, HttpResponse
 
 from server.forms import GroupAddForm, GroupJoinForm
 from server.models import Dataset, Group, Round
+from server.pointbodies import points_body
 from server.views.common import (
     ClientError,
     api_view,
@@ -16,7 +17,7 @@ from server.views.common import (
     user_of,
     valid_form,
 )
-from server.wire import counted_sizes, dataset_info, point_dicts, with_set_counts
+from server.wire import counted_sizes, dataset_info, with_set_counts
 
 
 @api_view(method="GET")
@@ -114,4 +115,5 @@ def datasets(request: HttpRequest) -> HttpResponse:
 def points(request: HttpRequest, dataset_id: int) -> HttpResponse:
     """A dataset's points by id; test and validation labels only for admins (workers)."""
     dataset = get_or_404(Dataset.objects, dataset_id, "dataset")
-    return json_response(list(point_dicts(dataset, hide_labels=not request.user.is_staff)))
+    body = points_body(dataset, hide_labels=not request.user.is_staff)
+    return HttpResponse(body, content_type="application/json")
