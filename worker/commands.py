@@ -74,18 +74,18 @@ def run(args: argparse.Namespace) -> int:
     settings = read_settings(args)
     if settings is None:
         return os.EX_CONFIG
-    pin_threads(os.environ)  # before the supervisor imports numpy
-    if settings.processes > 1:
-        from worker.jobforkserver import JobForkServer
+    pin_threads(os.environ)  # before anything imports numpy
+    from worker.jobforkserver import JobForkServer
 
-        # First: its imports (2 s of scikit-learn) overlap the supervisor's and the login.
-        forkserver = JobForkServer()
-        forkserver.ensure_running()
-        _configure_logging(settings)
+    # First: the job forkserver's imports (2 s of scikit-learn) overlap the rest of the
+    # start and the login. It is this process's: the worker, or the supervisor, stops it.
+    forkserver = JobForkServer()
+    forkserver.ensure_running()
+    _configure_logging(settings)
+    if settings.processes > 1:
         from worker.supervisor import supervise
 
         return supervise(settings, forkserver, burst=args.burst)
-    _configure_logging(settings)
     from worker.daemon import run_worker
     from worker.lifecycle import Shutdown
     from worker.metrics import start_metrics
@@ -100,7 +100,9 @@ def run(args: argparse.Namespace) -> int:
     shutdown = Shutdown()
     shutdown.install()
     reporter = Tee(NotifyReporter(Notifier.from_environ()), metrics)
-    return run_worker(settings, shutdown=shutdown, reporter=reporter, burst=args.burst)
+    return run_worker(
+        settings, shutdown=shutdown, reporter=reporter, burst=args.burst, forkserver=forkserver
+    )
 
 
 def check(args: argparse.Namespace) -> int:

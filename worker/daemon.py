@@ -59,7 +59,8 @@ def run_worker(
 
     With `session_of` (the supervisor's login, inherited by the fork) the
     worker shares that session instead of logging in again; with `forkserver`
-    (the supervisor's job forkserver, also inherited) its job processes.
+    (the supervisor's job forkserver, also inherited, or one the command
+    launched first) its job processes.
     """
     worker_id = settings.worker_id or default_worker_id()
     log = _log.bind(worker_id=worker_id)
