@@ -13,13 +13,11 @@ body larger than `MAX_BODY` is never kept (it would push out everything else).
 
 from __future__ import annotations
 
-import json
 import threading
 from collections import OrderedDict
 
-from django.core.serializers.json import DjangoJSONEncoder
-
 from server.models import Dataset
+from server.views.common import json_response
 from server.wire import point_dicts
 
 __all__ = ["MAX_BODY", "MAX_BYTES", "points_body"]
@@ -64,8 +62,7 @@ def points_body(dataset: Dataset, *, hide_labels: bool) -> bytes:
     key = (dataset.pk, dataset.version, hide_labels)
     body = _kept.get(key)
     if body is None:
-        points = list(point_dicts(dataset, hide_labels=hide_labels))
-        body = json.dumps(points, cls=DjangoJSONEncoder, allow_nan=False).encode()
+        body = json_response(list(point_dicts(dataset, hide_labels=hide_labels))).content
         if dataset.version and len(body) <= MAX_BODY:
             _kept.put(key, body)
     return body
