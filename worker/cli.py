@@ -31,7 +31,6 @@ from collections.abc import Callable
 from typing import Any
 
 from worker import commands
-from worker.logs import configure_logging
 
 __all__ = ["EXIT_STATUSES", "build_parser", "main"]
 
@@ -159,8 +158,10 @@ def _demo(args: argparse.Namespace) -> int:
 def _algorithms(args: argparse.Namespace) -> int:
     """Print the registry; report skipped plugins on stderr (listing still succeeds)."""
     # Imported here, not at the top: numpy must not load before `mlworker run` has
-    # set the BLAS/OpenMP thread variables (see worker.commands).
+    # set the BLAS/OpenMP thread variables (see worker.commands), nor structlog
+    # before it has launched its job forkserver.
     from algorithms.catalog import default_registry
+    from worker.logs import configure_logging
 
     # The skipped plugins are printed below; the registry's log warnings would repeat them.
     configure_logging(level=logging.ERROR)

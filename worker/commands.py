@@ -16,14 +16,9 @@ import os
 import sys
 from typing import Any
 
-import structlog
-
 from worker.config import Settings, add_settings_arguments, load_settings
 from worker.errors import APIError, AuthenticationError, ConfigError
-from worker.logs import configure_logging
 from worker.threads import pin_threads
-
-_log = structlog.get_logger(__name__)
 
 
 def add_run(subparsers: Any) -> None:
@@ -63,10 +58,14 @@ def read_settings(args: argparse.Namespace) -> Settings | None:
 
 def _configure_logging(settings: Settings, *, warn: bool = True) -> None:
     """Logging as configured, then (``warn``) the configuration's warnings as its first lines."""
+    import structlog  # not at the top: `run` launches its job forkserver first
+
+    from worker.logs import configure_logging
+
     level = logging.getLevelNamesMapping()[settings.log_level.upper()]
     configure_logging(settings.log_format, secrets=[settings.password.reveal()], level=level)
     for warning in settings.warnings if warn else ():
-        _log.warning("configuration warning", problem=warning)
+        structlog.get_logger(__name__).warning("configuration warning", problem=warning)
 
 
 def run(args: argparse.Namespace) -> int:

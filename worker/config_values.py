@@ -14,10 +14,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from worker.logs import FORMATS
-
 __all__ = [
     "LEVELS",
+    "LOG_FORMATS",
     "at_least",
     "cache_dir",
     "integer",
@@ -108,10 +107,15 @@ def path(value: object) -> Path:
     return Path(text(value)).expanduser()
 
 
+#: The log formats of :mod:`worker.logs`. Kept here, not there: reading the settings
+#: must not import structlog, which `mlworker run` loads after it launches the forkserver.
+LOG_FORMATS = ("auto", "json", "console")
+
+
 def log_format(value: object) -> str:
-    """One of the log formats of :mod:`worker.logs`."""
-    if value not in FORMATS:
-        raise ValueError(f"is not one of {', '.join(FORMATS)}")
+    """One of the log formats of :mod:`worker.logs` (`LOG_FORMATS`)."""
+    if value not in LOG_FORMATS:
+        raise ValueError(f"is not one of {', '.join(LOG_FORMATS)}")
     return str(value)
 
 

@@ -11,10 +11,13 @@ import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
-from worker.sdnotify import NOTIFY_ENV_VARS
 from worker.threads import THREAD_VARIABLES
 
-__all__ = ["PRIVATE_VARIABLES", "job_environment"]
+__all__ = ["NOTIFY_ENV_VARS", "PRIVATE_VARIABLES", "job_environment"]
+
+#: The variables systemd sets for the notify protocol (`worker.sdnotify`), which job
+#: processes must not see. Here, not there: sdnotify loads structlog.
+NOTIFY_ENV_VARS = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
 
 #: Left out of the environment of job processes: systemd's notify protocol, the password
 #: and every variable that says where a file holding it is.

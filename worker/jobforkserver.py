@@ -43,11 +43,7 @@ from multiprocessing.forkserver import ForkServer, read_signed
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-import structlog
-
 from worker.jobenv import job_environment
-
-_log = structlog.get_logger(__name__)
 
 #: Modules the forkserver imports once (those not installed are skipped). The
 #: job process re-runs a console script's `__main__` (multiprocessing does), so
@@ -103,7 +99,7 @@ class JobForkServer(ForkServer):
             return
         self._owner = os.getpid()
         if self._forkserver_pid is not None and _ended(self._forkserver_pid):
-            _log.warning("the job forkserver died; starting a new one", pid=self._forkserver_pid)
+            _warn("the job forkserver died; starting a new one", pid=self._forkserver_pid)
         with job_environment():
             super().ensure_running()  # reaps a dead one first
 
@@ -114,7 +110,7 @@ class JobForkServer(ForkServer):
         except (ConnectionRefusedError, FileNotFoundError):
             if not self.inherited:
                 raise
-        _log.warning("the shared job forkserver is gone; starting one of our own")
+        _warn("the shared job forkserver is gone; starting one of our own")
         self._forget()
         return super().connect_to_new_process(fds)
 
@@ -197,6 +193,14 @@ class _ServedPopen(popen_forkserver.Popen):
 def _ended(pid: int) -> bool:
     """Whether our child ``pid`` has ended, leaving it to be reaped (`WNOWAIT`)."""
     return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+
+
+def _warn(event: str, **fields: Any) -> None:
+    """Log a warning. structlog is imported here, not at the top: `mlworker run` launches
+    the forkserver before it loads structlog, whose import takes 0.15 s."""
+    import structlog
+
+    structlog.get_logger(__name__).warning(event, **fields)
 
 
 def _findable(module: str) -> bool:

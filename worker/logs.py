@@ -25,9 +25,10 @@ from structlog.processors import ExceptionRenderer
 from structlog.tracebacks import ExceptionDictTransformer
 from structlog.typing import EventDict, Processor, WrappedLogger
 
-__all__ = ["FORMATS", "Redactor", "configure_logging", "job_context"]
+from worker.config_values import LOG_FORMATS
 
-FORMATS = ("auto", "json", "console")
+__all__ = ["Redactor", "configure_logging", "job_context"]
+
 MASK = "***"
 _SECRET_KEYS = ("password", "secret", "token", "credential")
 
@@ -81,8 +82,8 @@ def configure_logging(
     "auto" JSON unless the stream is a terminal. Every line has an ISO UTC
     ``timestamp`` and a ``level``; ``secrets`` (the password) never appear.
     """
-    if fmt not in FORMATS:
-        raise ValueError(f"log format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    if fmt not in LOG_FORMATS:
+        raise ValueError(f"log format must be one of {', '.join(LOG_FORMATS)}, not {fmt!r}")
     stream = sys.stderr if stream is None else stream
     tty = _isatty(stream)
     console = fmt == "console" or (fmt == "auto" and tty)

@@ -23,10 +23,9 @@ from collections.abc import Callable, Mapping
 
 import structlog
 
-__all__ = ["NOTIFY_ENV_VARS", "Notifier"]
+from worker.jobenv import NOTIFY_ENV_VARS
 
-NOTIFY_ENV_VARS = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
-"""The variables systemd sets for the notify protocol, which job processes must not see."""
+__all__ = ["NOTIFY_ENV_VARS", "Notifier"]
 
 _SEND_TIMEOUT = 2.0  # seconds; systemd reads promptly, but a stuck socket must not hang us
 
