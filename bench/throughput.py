@@ -23,6 +23,15 @@ started cold, imports included) to the last job's end; the steady rate, from
 the first job's end to the last one's, leaves out start-up; *first* is the
 time from the start to the first job's end. The load average is printed
 with the numbers: other work on the machine moves them.
+
+**Rounds.** The run measures the three ways ``--rounds`` times (default 3),
+in the order limit, worker, naive each round, and gives each round's ratios
+and their medians. Why: this machine's speed drifts by a fifth within a
+minute (other tenants), and the compute limit's wall is only about 3 s, most
+of it its processes' start: one measurement of each side, taken 20 s apart,
+gave ratios from 0.33 to 0.58 for the same code. The limit and the worker
+run back to back, so each round's ratio compares them on the same machine;
+the median of the rounds is the run's number, and every round is printed.
 """
 
 from __future__ import annotations
@@ -30,6 +39,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import statistics
 import sys
 import tempfile
 import time
@@ -245,33 +255,87 @@ def results(jobs: list[Job], datasets: dict[str, Any]) -> list[dict[str, Any]]:
     return found
 
 
-def report(sides: Sequence[Side], jobs: list[Job], datasets: dict[str, Any], load: str) -> str:
-    """The lines bench/README.md quotes."""
-    limit, naive, worker = sides
+@dataclass(frozen=True)
+class Round:
+    """The three ways, measured back to back, and the load average before them."""
+
+    limit: Side
+    naive: Side
+    worker: Side
+    load: str
+
+    @property
+    def of_naive(self) -> float:
+        """The worker's throughput over the naive script's."""
+        return self.worker.rate / self.naive.rate
+
+    @property
+    def of_limit(self) -> float:
+        """The worker's throughput over the compute limit's."""
+        return self.worker.rate / self.limit.rate
+
+
+def report(rounds: Sequence[Round], jobs: list[Job], datasets: dict[str, Any]) -> str:
+    """The lines bench/README.md quotes: each round's table and ratios, then their medians."""
     kinds = sorted({job.algorithm for job in jobs})
     features = sorted({d.features.__len__() for d in datasets.values()})
     lines = [
         f"throughput: {len(jobs)} jobs, {len(kinds)} algorithms, {len(datasets)} datasets "
         f"({min(features)} to {max(features)} features), {PROCESSES} processes each way",
         f"machine: {machine()}",
-        f"load average before the run: {load}",
-        "",
-        f"  {'':<44}{'jobs/s':>8}{'steady':>8}{'wall':>8}{'first':>8}",
     ]
-    for side in sides:
-        wall = max(side.ends) - side.started
-        rates = f"{side.rate:>8.2f}{side.steady:>8.2f}"
-        lines.append(f"  {side.name:<44}{rates}{wall:>7.1f}s{side.first:>7.1f}s")
+    for number, measured in enumerate(rounds, 1):
+        lines += [
+            "",
+            f"round {number} of {len(rounds)}, load average before it: {measured.load}",
+            f"  {'':<44}{'jobs/s':>8}{'steady':>8}{'wall':>8}{'first':>8}",
+        ]
+        for side in (measured.limit, measured.naive, measured.worker):
+            wall = max(side.ends) - side.started
+            rates = f"{side.rate:>8.2f}{side.steady:>8.2f}"
+            lines.append(f"  {side.name:<44}{rates}{wall:>7.1f}s{side.first:>7.1f}s")
+        limit, worker = measured.limit, measured.worker
+        lines += [
+            f"  steady: limit / worker {limit.steady / worker.steady:.2f}, "
+            f"naive / worker {measured.naive.steady / worker.steady:.2f}",
+            f"  worker / naive: {measured.of_naive:.2f}, worker / limit: {measured.of_limit:.2f}",
+        ]
+    of_naive = [measured.of_naive for measured in rounds]
+    of_limit = [measured.of_limit for measured in rounds]
     lines += [
         "",
-        f"  naive / worker: {naive.rate / worker.rate:.2f}   "
-        f"(steady {naive.steady / worker.steady:.2f})",
-        f"  limit / worker: {limit.rate / worker.rate:.2f}   "
-        f"(steady {limit.steady / worker.steady:.2f})",
-        f"  worker / naive: {worker.rate / naive.rate:.2f} (target 1.5 or more), "
-        f"worker / limit: {worker.rate / limit.rate:.2f} (target 0.4 or more)",
+        f"median of {len(rounds)} rounds: "
+        f"worker / naive: {statistics.median(of_naive):.2f} (target 1.5 or more; "
+        f"rounds {_listed(of_naive)}), "
+        f"worker / limit: {statistics.median(of_limit):.2f} (target 0.4 or more; "
+        f"rounds {_listed(of_limit)})",
     ]
     return "\n".join(lines)
+
+
+def _listed(ratios: Sequence[float]) -> str:
+    return ", ".join(f"{ratio:.2f}" for ratio in ratios)
+
+
+def measure_round(
+    server: BenchServer,
+    admin: Any,
+    ids: dict[str, int],
+    jobs: list[Job],
+    datasets: dict[str, Any],
+    out: Path,
+) -> Round:
+    """The compute limit, the worker and the naive script, in that order, into ``out``."""
+    load = Path("/proc/loadavg").read_text().strip()
+    out.mkdir()
+    limit = run_pool(
+        "compute limit (scikit-learn, no pictures)", _limit_job, jobs, datasets, out / "limit"
+    )
+    worker = run_worker(server, admin, ids, jobs, out / "worker")
+    naive = run_pool(
+        "naive script (+ 2 display pictures)", _naive_job, jobs, datasets, out / "naive"
+    )
+    return Round(limit, naive, worker, load)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -279,13 +343,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=120, help="jobs in the stream (120)")
     parser.add_argument(
+        "--rounds", type=int, default=3, help="measurements of the three ways, back to back (3)"
+    )
+    parser.add_argument(
         "--results", type=Path, metavar="FILE", help="also write labels and scores (seed 0) here"
     )
     args = parser.parse_args(argv)
     one_blas_thread()
     from algorithms.dataset import Dataset
 
-    load = Path("/proc/loadavg").read_text().strip()
     with tempfile.TemporaryDirectory(prefix="mlworker-bench-") as tmp:
         root = Path(tmp)
         made = make_datasets()
@@ -300,18 +366,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 name: Dataset.from_points(infos[i], admin.get_points(i)) for name, i in ids.items()
             }
             jobs = stream({name: task for name, (task, _, _) in made.items()}, args.jobs)
-            limit = run_pool(
-                "compute limit (scikit-learn, no pictures)",
-                _limit_job,
-                jobs,
-                datasets,
-                root / "limit",
-            )
-            naive = run_pool(
-                "naive script (+ 2 display pictures)", _naive_job, jobs, datasets, root / "naive"
-            )
-            worker = run_worker(server, admin, ids, jobs, root / "worker")
-    print(report([limit, naive, worker], jobs, datasets, load))
+            rounds = [
+                measure_round(server, admin, ids, jobs, datasets, root / f"round-{number}")
+                for number in range(1, args.rounds + 1)
+            ]
+    print(report(rounds, jobs, datasets))
     if args.results:
         found = results(jobs, datasets)
         args.results.write_text(json.dumps(found, indent=1, sort_keys=True) + "\n")
