@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
+import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from test_execute import INFO, iris_points, spec
@@ -90,3 +93,34 @@ def test_a_killed_inherited_forkserver_is_replaced_by_one_of_the_childs_own(
         return ran and own not in (None, pid) and owned and stopped
 
     assert in_forked_child(work) == 0
+
+
+def test_an_inherited_forkserver_dying_as_it_is_asked_is_replaced_by_the_childs_own(
+    server: JobForkServer, iris: Dataset, tmp_path: Path
+) -> None:
+    """It took the request and never forked (as a SIGKILLed one does, between the kill and the
+    closing of its socket): the child starts its own forkserver and its job runs."""
+
+    def work() -> bool:
+        dying = socket.socket(socket.AF_UNIX)
+        dying.bind(str(tmp_path / "dying"))
+        dying.listen()
+
+        def take_the_request_and_die() -> None:
+            connection, _ = dying.accept()
+            _, fds, _, _ = socket.recv_fds(connection, 1, 16)
+            for fd in fds:
+                os.close(fd)
+            connection.close()
+
+        threading.Thread(target=take_the_request_and_die, daemon=True).start()
+        server._forkserver_address = str(tmp_path / "dying")  # what the child inherited
+        with JobRunner(forkserver=server) as runner:
+            ran = runner.run(spec(iris, "knn"), time_limit=120).ok
+            owned = not server.inherited and server._forkserver_pid not in (None, shared)
+        return ran and owned
+
+    shared = server._forkserver_pid
+    assert in_forked_child(work) == 0
+    assert shared is not None
+    assert alive(shared)  # the child never touched the real one

@@ -21,7 +21,8 @@ with its `Popen` asking a given `JobForkServer` instead of the process-wide one.
 When the shared forkserver dies (killed by hand, by the OOM killer): the
 status pipes of its job processes close, so a running job ends as it did with
 a worker's own forkserver (exit status 255, its group killed: ``crashed``).
-The next connection of a worker is refused; that worker then launches a
+The next connection of a worker is refused (or, while the dying server's
+socket is still open, broken as the fds are sent); that worker then launches a
 forkserver of its own, owns it from then on (it pays the imports and the
 memory again, as before sharing) and stops it when it ends. The supervisor
 makes sure its forkserver runs before it forks a worker, so a worker started
@@ -107,12 +108,16 @@ class JobForkServer(ForkServer):
         """Ask the forkserver for a child; an own forkserver's if the inherited one is gone."""
         try:
             return super().connect_to_new_process(fds)
-        except (ConnectionRefusedError, FileNotFoundError):
+        except (ConnectionError, FileNotFoundError):  # refused, or reset/EPIPE while it dies
             if not self.inherited:
                 raise
+        self.replace_inherited()
+        return super().connect_to_new_process(fds)
+
+    def replace_inherited(self) -> None:
+        """Drop the inherited forkserver, which is gone: the next child comes from our own."""
         _warn("the shared job forkserver is gone; starting one of our own")
         self._forget()
-        return super().connect_to_new_process(fds)
 
     def stop(self) -> None:
         """Kill and reap the forkserver if this process launched it; elsewhere do nothing.
@@ -180,14 +185,24 @@ class _ServedPopen(popen_forkserver.Popen):
             reduction.dump(process_obj, buf)
         finally:
             set_spawning_popen(None)
-        self.sentinel, w = self._server.connect_to_new_process(self._fds)
-        # A duplicate of the data pipe's write end: the child's sentinel of its parent.
-        _parent_w = os.dup(w)
-        close_fds = util.close_fds  # type: ignore[attr-defined]
-        self.finalizer = util.Finalize(self, close_fds, (_parent_w, self.sentinel))
-        with open(w, "wb", closefd=True) as f:
-            f.write(buf.getbuffer())
-        self.pid = read_signed(self.sentinel)
+        while True:
+            self.sentinel, w = self._server.connect_to_new_process(self._fds)
+            # A duplicate of the data pipe's write end: the child's sentinel of its parent.
+            _parent_w = os.dup(w)
+            close_fds = util.close_fds  # type: ignore[attr-defined]
+            self.finalizer = util.Finalize(self, close_fds, (_parent_w, self.sentinel))
+            try:
+                with open(w, "wb", closefd=True) as f:
+                    f.write(buf.getbuffer())
+                self.pid = read_signed(self.sentinel)
+                return
+            except (EOFError, OSError):
+                # An inherited forkserver that was dying took the request and never forked
+                # (EPIPE on the data, EOF for the pid): once, ask a forkserver of our own.
+                if not self._server.inherited:
+                    raise
+                self.finalizer()
+                self._server.replace_inherited()
 
 
 def _ended(pid: int) -> bool:
