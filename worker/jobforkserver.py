@@ -70,8 +70,8 @@ class JobForkServer(ForkServer):
 
     `ensure_running` launches it (with the thread variables and without the
     worker's secrets: `worker.jobenv.job_environment`) in the owner; in a process
-    that inherited it by `fork` it trusts it, and `connect_to_new_process`
-    launches an own one when it no longer answers.
+    that inherited it by `fork` it trusts it, and when asked for a child there
+    (`_ServedPopen`) no longer answers, launches an own one.
     """
 
     # The base class's state, set in its __init__ and ensure_running.
@@ -103,16 +103,6 @@ class JobForkServer(ForkServer):
             _warn("the job forkserver died; starting a new one", pid=self._forkserver_pid)
         with job_environment():
             super().ensure_running()  # reaps a dead one first
-
-    def connect_to_new_process(self, fds: Sequence[int]) -> tuple[int, int]:
-        """Ask the forkserver for a child; an own forkserver's if the inherited one is gone."""
-        try:
-            return super().connect_to_new_process(fds)
-        except (ConnectionError, FileNotFoundError):  # refused, or reset/EPIPE while it dies
-            if not self.inherited:
-                raise
-        self.replace_inherited()
-        return super().connect_to_new_process(fds)
 
     def replace_inherited(self) -> None:
         """Drop the inherited forkserver, which is gone: the next child comes from our own."""
@@ -186,23 +176,31 @@ class _ServedPopen(popen_forkserver.Popen):
         finally:
             set_spawning_popen(None)
         while True:
-            self.sentinel, w = self._server.connect_to_new_process(self._fds)
-            # A duplicate of the data pipe's write end: the child's sentinel of its parent.
-            _parent_w = os.dup(w)
-            close_fds = util.close_fds  # type: ignore[attr-defined]
-            self.finalizer = util.Finalize(self, close_fds, (_parent_w, self.sentinel))
             try:
-                with open(w, "wb", closefd=True) as f:
-                    f.write(buf.getbuffer())
-                self.pid = read_signed(self.sentinel)
+                self._ask_for_child(buf)
                 return
             except (EOFError, OSError):
-                # An inherited forkserver that was dying took the request and never forked
-                # (EPIPE on the data, EOF for the pid): once, ask a forkserver of our own.
+                # An inherited forkserver that is gone refuses the connection; a dying one
+                # (SIGKILL frees its memory before its socket closes) breaks the sending of
+                # the fds or the data, or never sends the pid. Once, ask one of our own.
                 if not self._server.inherited:
                     raise
-                self.finalizer()
                 self._server.replace_inherited()
+
+    def _ask_for_child(self, buf: io.BytesIO) -> None:
+        """Send the pickled process to the forkserver; the child's pid, sentinel and pipes."""
+        self.sentinel, w = self._server.connect_to_new_process(self._fds)
+        # A duplicate of the data pipe's write end: the child's sentinel of its parent.
+        _parent_w = os.dup(w)
+        close_fds = util.close_fds  # type: ignore[attr-defined]
+        self.finalizer = util.Finalize(self, close_fds, (_parent_w, self.sentinel))
+        try:
+            with open(w, "wb", closefd=True) as f:
+                f.write(buf.getbuffer())
+            self.pid = read_signed(self.sentinel)
+        except BaseException:
+            self.finalizer()  # no child: its pipes close now
+            raise
 
 
 def _ended(pid: int) -> bool:
